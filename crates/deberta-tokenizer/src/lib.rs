@@ -1,0 +1,1 @@
+//! DeBERTa-v2/v3 tokenizers (work in progress).

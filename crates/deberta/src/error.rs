@@ -1,0 +1,85 @@
+//! The library's error type. Every failure names the file, tensor or field involved.
+
+use std::path::PathBuf;
+
+/// Errors from configs, checkpoints, inputs and the tensor engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file is malformed or does not have the expected schema.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A config field has a value the model cannot use.
+    #[error("config field `{field}`: {reason}")]
+    Config { field: String, reason: String },
+
+    /// A checkpoint directory lacks a file the model needs.
+    #[error("{dir}: {what}")]
+    MissingFile { dir: PathBuf, what: String },
+
+    /// A weights file is truncated, corrupt or of an unsupported kind.
+    #[error("{path}: {reason}")]
+    WeightFile { path: PathBuf, reason: String },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("missing weight `{name}` in {source_desc}")]
+    MissingWeight { name: String, source_desc: String },
+
+    /// A tensor has a shape the config does not allow.
+    #[error("weight `{name}` has shape {got:?}, the config requires {expected:?}")]
+    WeightShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    /// The inputs given to a forward pass are inconsistent.
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    /// An error inside the tensor engine.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The library's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn input(msg: impl Into<String>) -> Self {
+        Error::Input(msg.into())
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn weight_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::WeightFile {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

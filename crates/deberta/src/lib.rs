@@ -1,0 +1,32 @@
+//! DeBERTa-v2/v3 in Rust on candle, with the numbers of HuggingFace transformers.
+//!
+//! ```no_run
+//! use candle_core::{Device, Tensor};
+//! use deberta::{DebertaV2Model, ForwardOptions, ModelInput};
+//!
+//! # fn main() -> deberta::Result<()> {
+//! let device = Device::Cpu;
+//! let (model, report) = DebertaV2Model::from_pretrained("path/to/deberta-v3-base", &device)?;
+//! assert!(report.unexpected.is_empty());
+//! let ids = Tensor::new(&[[1u32, 2345, 2]], &device)?;
+//! let out = model.forward(&ModelInput::from_ids(ids), ForwardOptions::default())?;
+//! println!("{:?}", out.last_hidden_state.dims()); // [1, 3, 768]
+//! # Ok(())
+//! # }
+//! ```
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::todo, clippy::panic)]
+
+pub mod activation;
+pub mod config;
+pub mod json_input;
+mod error;
+pub mod model;
+mod nn;
+pub mod pretrained;
+pub mod weights;
+
+pub use activation::Activation;
+pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
+pub use error::{Error, Result};
+pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, ModelInput};
+pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

@@ -1,0 +1,362 @@
+//! Checkpoint directories as transformers writes them, and a weight view that records which
+//! tensors the model read so that nothing in a checkpoint goes unnoticed.
+//!
+//! Formats: `model.safetensors` (memory-mapped), `model.safetensors.index.json` (sharded),
+//! `pytorch_model.bin` (the zip/pickle format of `torch.save`) and its sharded index. Tensors
+//! stored as f16/bf16/f32/f64 are converted to f32.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::{Error, Result};
+
+/// The on-disk format a checkpoint was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    Safetensors,
+    PyTorch,
+}
+
+/// Where a tensor lives: which file, and the shape stored there.
+#[derive(Debug, Clone)]
+struct TensorEntry {
+    file: usize,
+    shape: Vec<usize>,
+}
+
+enum Reader {
+    Safetensors(MmapedSafetensors),
+    PyTorch(candle_core::pickle::PthTensors),
+}
+
+/// An opened checkpoint: the weights file(s) and the inventory of tensor names in them.
+pub struct Checkpoint {
+    format: WeightFormat,
+    files: Vec<(PathBuf, Reader)>,
+    inventory: BTreeMap<String, TensorEntry>,
+}
+
+/// Weight files in the order transformers prefers them.
+const CANDIDATES: [(&str, WeightFormat, bool); 4] = [
+    ("model.safetensors", WeightFormat::Safetensors, false),
+    ("model.safetensors.index.json", WeightFormat::Safetensors, true),
+    ("pytorch_model.bin", WeightFormat::PyTorch, false),
+    ("pytorch_model.bin.index.json", WeightFormat::PyTorch, true),
+];
+
+impl Checkpoint {
+    /// Opens the weights of a checkpoint directory, choosing the format as transformers does.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "not a directory".into(),
+            });
+        }
+        for (name, format, sharded) in CANDIDATES {
+            let path = dir.join(name);
+            if path.is_file() {
+                let files = if sharded {
+                    shard_files(&path)?
+                } else {
+                    vec![path]
+                };
+                return Self::from_files(&files, format);
+            }
+        }
+        let what = if dir.join("tf_model.h5").is_file() {
+            "only tf_model.h5 found; TensorFlow checkpoints are not supported yet".to_string()
+        } else {
+            let names: Vec<&str> = CANDIDATES.iter().map(|c| c.0).collect();
+            format!("no weights file (looked for {})", names.join(", "))
+        };
+        Err(Error::MissingFile {
+            dir: dir.to_path_buf(),
+            what,
+        })
+    }
+
+    /// Opens the given weight files (all of one format) as one checkpoint.
+    pub fn from_files(paths: &[PathBuf], format: WeightFormat) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut inventory = BTreeMap::new();
+        for (index, path) in paths.iter().enumerate() {
+            let (reader, names) = open_file(path, format)?;
+            for (name, shape) in names {
+                inventory.insert(name, TensorEntry { file: index, shape });
+            }
+            files.push((path.clone(), reader));
+        }
+        tracing::info!(files = ?paths, tensors = inventory.len(), "opened checkpoint");
+        Ok(Self {
+            format,
+            files,
+            inventory,
+        })
+    }
+
+    /// The format the weights were read from.
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// The weight files, in shard order.
+    pub fn paths(&self) -> Vec<&Path> {
+        self.files.iter().map(|(p, _)| p.as_path()).collect()
+    }
+
+    /// Every tensor name in the checkpoint.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.inventory.keys().map(String::as_str)
+    }
+
+    /// Whether the checkpoint has a tensor of this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.inventory.contains_key(name)
+    }
+
+    /// Whether any tensor name starts with `prefix`.
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        self.inventory
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    /// The stored shape of a tensor.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.inventory.get(name).map(|e| e.shape.as_slice())
+    }
+
+    fn describe(&self) -> String {
+        match self.files.as_slice() {
+            [(p, _)] => p.display().to_string(),
+            files => format!("{} shards starting with {}", files.len(), {
+                files.first().map(|(p, _)| p.display().to_string()).unwrap_or_default()
+            }),
+        }
+    }
+
+    /// Loads one tensor as f32 on `device`, checking its shape.
+    pub fn load(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let entry = self.inventory.get(name).ok_or_else(|| Error::MissingWeight {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })?;
+        if entry.shape != shape {
+            return Err(Error::WeightShape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                got: entry.shape.clone(),
+            });
+        }
+        let (path, reader) = self
+            .files
+            .get(entry.file)
+            .ok_or_else(|| Error::input(format!("internal: no shard for `{name}`")))?;
+        let tensor = match reader {
+            Reader::Safetensors(st) => st.load(name, device),
+            Reader::PyTorch(pth) => pth.get(name).and_then(|t| {
+                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished")))?
+                    .to_device(device)
+            }),
+        }
+        .map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))?;
+        to_f32(tensor).map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))
+    }
+}
+
+fn to_f32(tensor: Tensor) -> candle_core::Result<Tensor> {
+    match tensor.dtype() {
+        DType::F32 => Ok(tensor),
+        DType::F16 | DType::BF16 | DType::F64 => tensor.to_dtype(DType::F32),
+        other => Err(candle_core::Error::Msg(format!(
+            "stored as {other:?}; only floating-point weights are supported"
+        ))),
+    }
+}
+
+/// Reads a sharded index (`*.index.json`) and returns its shard paths in order.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: index.to_path_buf(),
+        source: e,
+    })?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let unique: BTreeSet<&String> = parsed.weight_map.values().collect();
+    if unique.is_empty() {
+        return Err(Error::weight_file(index, "weight_map is empty"));
+    }
+    let mut out = Vec::new();
+    for file in unique {
+        if file.contains('/') || file.contains('\\') || file.contains("..") {
+            return Err(Error::weight_file(index, format!("shard name `{file}` is not a plain file name")));
+        }
+        let path = dir.join(file);
+        if !path.is_file() {
+            return Err(Error::MissingFile {
+                dir: dir.to_path_buf(),
+                what: format!("shard `{file}` named in {} is missing", index.display()),
+            });
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
+type Names = Vec<(String, Vec<usize>)>;
+
+fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
+    match format {
+        WeightFormat::Safetensors => {
+            // SAFETY: the file is memory-mapped read-only; like every mmap-based loader we rely on
+            // it not being modified while the checkpoint is open.
+            let st = unsafe { MmapedSafetensors::new(path) }
+                .map_err(|e| Error::weight_file(path, format!("not a valid safetensors file: {e}")))?;
+            let names = st
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| (name, view.shape().to_vec()))
+                .collect();
+            Ok((Reader::Safetensors(st), names))
+        }
+        WeightFormat::PyTorch => {
+            let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+                Error::weight_file(path, format!("not a valid PyTorch checkpoint: {e}"))
+            })?;
+            let names = pth
+                .tensor_infos()
+                .iter()
+                .map(|(name, info)| (name.clone(), info.layout.shape().dims().to_vec()))
+                .collect();
+            Ok((Reader::PyTorch(pth), names))
+        }
+    }
+}
+
+/// A cursor into a checkpoint at a name prefix, recording every tensor it hands out.
+///
+/// Modules take a `Weights` positioned at their own prefix (`pp("attention.self")`) and ask for
+/// tensors by their transformers names, with the shape the config requires.
+#[derive(Clone)]
+pub struct Weights<'a> {
+    checkpoint: &'a Checkpoint,
+    prefix: String,
+    used: &'a RefCell<BTreeSet<String>>,
+    device: &'a Device,
+}
+
+impl<'a> Weights<'a> {
+    /// A view at the checkpoint root.
+    pub fn new(
+        checkpoint: &'a Checkpoint,
+        used: &'a RefCell<BTreeSet<String>>,
+        device: &'a Device,
+    ) -> Self {
+        Self {
+            checkpoint,
+            prefix: String::new(),
+            used,
+            device,
+        }
+    }
+
+    /// A view one name segment deeper (`"encoder"`, `"layer.3"`, ...). An empty segment is a no-op.
+    pub fn pp(&self, segment: &str) -> Self {
+        let prefix = match (self.prefix.is_empty(), segment.is_empty()) {
+            (_, true) => self.prefix.clone(),
+            (true, false) => segment.to_string(),
+            (false, false) => format!("{}.{segment}", self.prefix),
+        };
+        Self {
+            prefix,
+            ..self.clone()
+        }
+    }
+
+    /// The full checkpoint name of `name` under this view.
+    pub fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Whether the checkpoint has `name` under this view.
+    pub fn contains(&self, name: &str) -> bool {
+        self.checkpoint.contains(&self.full_name(name))
+    }
+
+    /// The device tensors are loaded onto.
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
+    /// Loads `name` under this view as f32 with exactly `shape`.
+    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        let full = self.full_name(name);
+        let tensor = self.checkpoint.load(&full, shape, self.device)?;
+        self.used.borrow_mut().insert(full);
+        Ok(tensor)
+    }
+}
+
+/// What a load did with the checkpoint's tensors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The weight files that were read.
+    pub files: Vec<PathBuf>,
+    /// Tensors in the checkpoint the model did not use and transformers would warn about.
+    pub unexpected: Vec<String>,
+    /// Tensors in the checkpoint the model did not use, on transformers' ignore lists.
+    pub ignored: Vec<String>,
+    /// Tensors the model needed that the checkpoint lacks, initialised as transformers does.
+    pub initialized: Vec<String>,
+}
+
+impl LoadReport {
+    /// Sorts the unused names of `checkpoint` into ignored and unexpected and logs them.
+    pub(crate) fn build(
+        checkpoint: &Checkpoint,
+        used: &BTreeSet<String>,
+        initialized: Vec<String>,
+        is_ignored: impl Fn(&str) -> bool,
+    ) -> Self {
+        let mut report = LoadReport {
+            files: checkpoint.paths().iter().map(|p| p.to_path_buf()).collect(),
+            initialized,
+            ..Default::default()
+        };
+        for name in checkpoint.names().filter(|n| !used.contains(*n)) {
+            if is_ignored(name) {
+                report.ignored.push(name.to_string());
+            } else {
+                report.unexpected.push(name.to_string());
+            }
+        }
+        if !report.unexpected.is_empty() {
+            tracing::warn!(
+                names = ?report.unexpected,
+                "checkpoint tensors not used by this model"
+            );
+        }
+        if !report.initialized.is_empty() {
+            tracing::warn!(
+                names = ?report.initialized,
+                "weights missing from the checkpoint were newly initialised"
+            );
+        }
+        report
+    }
+}
