@@ -290,7 +290,10 @@ impl DebertaV2Config {
         self.validate_labels()?;
         for (field, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
             ("pooler_dropout", self.pooler_dropout),
             ("cls_dropout", self.cls_dropout()),
         ] {
@@ -331,7 +334,10 @@ impl DebertaV2Config {
             if pad < 0 || pad as usize >= self.vocab_size {
                 return Err(Error::config(
                     "pad_token_id",
-                    format!("{pad} is outside the vocabulary (vocab_size {})", self.vocab_size),
+                    format!(
+                        "{pad} is outside the vocabulary (vocab_size {})",
+                        self.vocab_size
+                    ),
                 ));
             }
         }
@@ -358,6 +364,19 @@ impl DebertaV2Config {
                     self.num_attention_heads,
                     self.attention_head_size(),
                     self.hidden_size
+                ),
+            ));
+        }
+        let mid = self.position_buckets / 2;
+        if self.relative_attention
+            && self.position_buckets > 0
+            && (self.max_relative_positions() as i64) - 1 <= mid
+        {
+            return Err(Error::config(
+                "position_buckets",
+                format!(
+                    "log buckets need max_relative_positions - 1 ({}) above position_buckets / 2 ({mid})",
+                    self.max_relative_positions() as i64 - 1
                 ),
             ));
         }
@@ -410,7 +429,10 @@ impl DebertaV2Config {
                 if !map.is_empty() && n != map.len() {
                     return Err(Error::config(
                         "num_labels",
-                        format!("{n} disagrees with id2label, which has {} labels", map.len()),
+                        format!(
+                            "{n} disagrees with id2label, which has {} labels",
+                            map.len()
+                        ),
                     ));
                 }
             }
@@ -456,7 +478,9 @@ fn de_pos_att_type<'de, D: Deserializer<'de>>(
             "p2p" => PosAttType::P2p,
             "none" | "" => continue,
             other => {
-                tracing::warn!("pos_att_type entry `{other}` is not c2p/p2c/p2p; ignored as transformers does");
+                tracing::warn!(
+                    "pos_att_type entry `{other}` is not c2p/p2c/p2p; ignored as transformers does"
+                );
                 continue;
             }
         };
@@ -479,7 +503,9 @@ fn de_norm_rel_ebd<'de, D: Deserializer<'de>>(
         match item.as_str() {
             "layer_norm" => out.push(NormRelEbd::LayerNorm),
             "none" | "" => {}
-            other => tracing::warn!("norm_rel_ebd entry `{other}` is not layer_norm; ignored as transformers does"),
+            other => tracing::warn!(
+                "norm_rel_ebd entry `{other}` is not layer_norm; ignored as transformers does"
+            ),
         }
     }
     Ok(out)
@@ -490,5 +516,151 @@ fn ser_norm_rel_ebd<S: Serializer>(v: &[NormRelEbd], s: S) -> std::result::Resul
         s.serialize_str("none")
     } else {
         s.serialize_str("layer_norm")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_transformers_defaults() {
+        let c = DebertaV2Config::from_json_str("{}").unwrap();
+        assert_eq!(
+            (c.vocab_size, c.hidden_size, c.num_hidden_layers),
+            (128100, 1536, 24)
+        );
+        assert!(!c.relative_attention && c.position_biased_input && !c.share_att_key);
+        assert_eq!(
+            (
+                c.type_vocab_size,
+                c.layer_norm_eps,
+                c.max_relative_positions
+            ),
+            (0, 1e-7, -1)
+        );
+        assert_eq!(
+            (
+                c.pooler_hidden_size(),
+                c.embedding_size(),
+                c.attention_head_size()
+            ),
+            (1536, 1536, 64)
+        );
+        assert_eq!(
+            (c.position_buckets, c.conv_kernel_size, c.conv_groups),
+            (-1, 0, 1)
+        );
+        assert_eq!(
+            (c.conv_act, c.hidden_act, c.pooler_hidden_act),
+            (Activation::Tanh, Activation::Gelu, Activation::Gelu)
+        );
+        assert_eq!((c.cls_dropout(), c.num_labels(), c.legacy), (0.1, 2, true));
+        assert_eq!(c.max_relative_positions(), 512);
+        assert!(c.pos_att_type.is_empty() && c.norm_rel_ebd.is_empty());
+    }
+
+    #[test]
+    fn pos_att_type_string_is_normalised_and_list_items_are_verbatim() {
+        let c = DebertaV2Config::from_json_str(r#"{"pos_att_type": " P2C | c2p "}"#).unwrap();
+        assert_eq!(c.pos_att_type, vec![PosAttType::P2c, PosAttType::C2p]);
+        let c = DebertaV2Config::from_json_str(r#"{"pos_att_type": ["c2p", "P2C "]}"#).unwrap();
+        assert_eq!(
+            c.pos_att_type,
+            vec![PosAttType::C2p],
+            "transformers ignores `P2C ` in a list"
+        );
+        for none in [r#""None""#, "null", "[]", r#""none""#] {
+            let c =
+                DebertaV2Config::from_json_str(&format!(r#"{{"pos_att_type": {none}}}"#)).unwrap();
+            assert!(c.pos_att_type.is_empty(), "{none}");
+        }
+        let c = DebertaV2Config::from_json_str(r#"{"norm_rel_ebd": "Layer_Norm"}"#).unwrap();
+        assert!(c.norm_rel_layer_norm());
+    }
+
+    #[test]
+    fn every_activation_name_parses_and_round_trips() {
+        let names = [
+            "gelu",
+            "gelu_python",
+            "gelu_new",
+            "gelu_pytorch_tanh",
+            "gelu_python_tanh",
+            "gelu_fast",
+            "gelu_accurate",
+            "gelu_10",
+            "quick_gelu",
+            "relu",
+            "relu6",
+            "relu2",
+            "leaky_relu",
+            "silu",
+            "swish",
+            "tanh",
+            "sigmoid",
+            "mish",
+            "linear",
+        ];
+        for name in names {
+            let c =
+                DebertaV2Config::from_json_str(&format!(r#"{{"hidden_act": "{name}"}}"#)).unwrap();
+            let saved: Value = serde_json::from_str(&c.to_json_string().unwrap()).unwrap();
+            assert_eq!(saved["hidden_act"], name);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_survive_a_round_trip() {
+        let text = r#"{"hidden_size": 64, "num_attention_heads": 4, "custom_key": {"a": [1, 2]},
+                       "transformers_version": "5.24.0", "id2label": {"0": "NEG", "1": "POS"},
+                       "pos_att_type": "p2c|c2p", "norm_rel_ebd": "layer_norm"}"#;
+        let c = DebertaV2Config::from_json_str(text).unwrap();
+        assert_eq!(c.extra["custom_key"], serde_json::json!({"a": [1, 2]}));
+        assert_eq!(c.label_name(1), "POS");
+        let again = DebertaV2Config::from_json_str(&c.to_json_string().unwrap()).unwrap();
+        assert_eq!(c, again);
+        let saved: Value = serde_json::from_str(&c.to_json_string().unwrap()).unwrap();
+        assert_eq!(saved["pos_att_type"], serde_json::json!(["p2c", "c2p"]));
+        assert_eq!(saved["norm_rel_ebd"], "layer_norm");
+        assert_eq!(saved["id2label"]["1"], "POS");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let cases = [
+            (
+                r#"{"hidden_size": 30, "num_attention_heads": 4}"#,
+                "num_attention_heads",
+            ),
+            (
+                r#"{"hidden_size": 32, "num_attention_heads": 4, "attention_head_size": 4}"#,
+                "attention_head_size",
+            ),
+            (r#"{"conv_kernel_size": 4}"#, "conv_kernel_size"),
+            (
+                r#"{"conv_kernel_size": 3, "conv_groups": 5}"#,
+                "conv_groups",
+            ),
+            (r#"{"layer_norm_eps": -1}"#, "layer_norm_eps"),
+            (r#"{"hidden_dropout_prob": 1.5}"#, "hidden_dropout_prob"),
+            (r#"{"pad_token_id": 200000}"#, "pad_token_id"),
+            (r#"{"vocab_size": 0}"#, "vocab_size"),
+            (r#"{"id2label": {"0": "a", "2": "b"}}"#, "id2label"),
+            (
+                r#"{"num_labels": 3, "id2label": {"0": "a", "1": "b"}}"#,
+                "num_labels",
+            ),
+            (
+                r#"{"relative_attention": true, "position_buckets": 256, "max_relative_positions": 100}"#,
+                "position_buckets",
+            ),
+        ];
+        for (text, field) in cases {
+            match DebertaV2Config::from_json_str(text) {
+                Err(Error::Config { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: expected a config error on {field}, got {other:?}"),
+            }
+        }
     }
 }

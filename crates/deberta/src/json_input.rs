@@ -65,7 +65,9 @@ impl ForwardInputs {
             )));
         }
         let get = |name: &str| -> Result<Option<Tensor>> {
-            map_field(&map, name).map(|v| nested_to_tensor(v, name, device)).transpose()
+            map_field(&map, name)
+                .map(|v| nested_to_tensor(v, name, device))
+                .transpose()
         };
         Ok(Self {
             input_ids: get("input_ids")?.ok_or_else(|| Error::input("`input_ids` is required"))?,
@@ -100,7 +102,11 @@ pub fn nested_to_tensor(value: &Value, name: &str, device: &Device) -> Result<Te
         let ints: Vec<i64> = flat.iter().filter_map(|n| n.as_i64()).collect();
         Ok(Tensor::from_vec(ints, shape, device)?)
     } else {
-        let floats: Vec<f32> = flat.iter().filter_map(|n| n.as_f64()).map(|f| f as f32).collect();
+        let floats: Vec<f32> = flat
+            .iter()
+            .filter_map(|n| n.as_f64())
+            .map(|f| f as f32)
+            .collect();
         Ok(Tensor::from_vec(floats, shape, device)?)
     }
 }

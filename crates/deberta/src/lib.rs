@@ -18,8 +18,8 @@
 
 pub mod activation;
 pub mod config;
-pub mod json_input;
 mod error;
+pub mod json_input;
 pub mod model;
 mod nn;
 pub mod pretrained;

@@ -43,7 +43,11 @@ pub struct Checkpoint {
 /// Weight files in the order transformers prefers them.
 const CANDIDATES: [(&str, WeightFormat, bool); 4] = [
     ("model.safetensors", WeightFormat::Safetensors, false),
-    ("model.safetensors.index.json", WeightFormat::Safetensors, true),
+    (
+        "model.safetensors.index.json",
+        WeightFormat::Safetensors,
+        true,
+    ),
     ("pytorch_model.bin", WeightFormat::PyTorch, false),
     ("pytorch_model.bin.index.json", WeightFormat::PyTorch, true),
 ];
@@ -137,17 +141,23 @@ impl Checkpoint {
         match self.files.as_slice() {
             [(p, _)] => p.display().to_string(),
             files => format!("{} shards starting with {}", files.len(), {
-                files.first().map(|(p, _)| p.display().to_string()).unwrap_or_default()
+                files
+                    .first()
+                    .map(|(p, _)| p.display().to_string())
+                    .unwrap_or_default()
             }),
         }
     }
 
     /// Loads one tensor as f32 on `device`, checking its shape.
     pub fn load(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
-        let entry = self.inventory.get(name).ok_or_else(|| Error::MissingWeight {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })?;
+        let entry = self
+            .inventory
+            .get(name)
+            .ok_or_else(|| Error::MissingWeight {
+                name: name.to_string(),
+                source_desc: self.describe(),
+            })?;
         if entry.shape != shape {
             return Err(Error::WeightShape {
                 name: name.to_string(),
@@ -200,7 +210,10 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for file in unique {
         if file.contains('/') || file.contains('\\') || file.contains("..") {
-            return Err(Error::weight_file(index, format!("shard name `{file}` is not a plain file name")));
+            return Err(Error::weight_file(
+                index,
+                format!("shard name `{file}` is not a plain file name"),
+            ));
         }
         let path = dir.join(file);
         if !path.is_file() {
@@ -221,8 +234,9 @@ fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
         WeightFormat::Safetensors => {
             // SAFETY: the file is memory-mapped read-only; like every mmap-based loader we rely on
             // it not being modified while the checkpoint is open.
-            let st = unsafe { MmapedSafetensors::new(path) }
-                .map_err(|e| Error::weight_file(path, format!("not a valid safetensors file: {e}")))?;
+            let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| {
+                Error::weight_file(path, format!("not a valid safetensors file: {e}"))
+            })?;
             let names = st
                 .tensors()
                 .into_iter()

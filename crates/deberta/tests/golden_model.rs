@@ -14,7 +14,11 @@ fn run_case(name: &str) {
     let dir = common::fixtures_dir().join("models").join(name);
     let device = Device::Cpu;
     let (model, report) = DebertaV2Model::from_pretrained(&dir, &device).unwrap();
-    assert!(report.unexpected.is_empty() || name == "format_prefixed", "{name}: {:?}", report.unexpected);
+    assert!(
+        report.unexpected.is_empty() || name == "format_prefixed",
+        "{name}: {:?}",
+        report.unexpected
+    );
     let inputs = ForwardInputs::from_file(dir.join("input.json"), &device).unwrap();
     let input = ModelInput {
         input_ids: inputs.input_ids,
@@ -31,8 +35,16 @@ fn run_case(name: &str) {
     let out = model.forward(&input, opts).unwrap();
     let mut worst = 0f32;
     let mut check = |key: &str, got: &candle_core::Tensor| {
-        let exp = expected.get(key).unwrap_or_else(|| panic!("{name}: no expected {key}"));
-        worst = worst.max(common::assert_close(&format!("{name}/{key}"), got, exp, ATOL, RTOL));
+        let exp = expected
+            .get(key)
+            .unwrap_or_else(|| panic!("{name}: no expected {key}"));
+        worst = worst.max(common::assert_close(
+            &format!("{name}/{key}"),
+            got,
+            exp,
+            ATOL,
+            RTOL,
+        ));
     };
     check("last_hidden_state", &out.last_hidden_state);
     let hidden = out.hidden_states.unwrap();

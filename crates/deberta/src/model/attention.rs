@@ -45,7 +45,11 @@ pub struct AttentionContext<'a> {
 impl DisentangledSelfAttention {
     /// `rel_embeddings`: the (normalised) relative embedding table `[2S, hidden]`, when relative
     /// attention is on.
-    pub fn load(w: &Weights, cfg: &DebertaV2Config, rel_embeddings: Option<&Tensor>) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        cfg: &DebertaV2Config,
+        rel_embeddings: Option<&Tensor>,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let all = cfg.num_attention_heads * cfg.attention_head_size();
         let query_proj = linear(&w.pp("query_proj"), h, all, true)?;
@@ -84,7 +88,9 @@ impl DisentangledSelfAttention {
         let (key, query) = if cfg.share_att_key {
             (
                 cfg.has_c2p().then(|| project(&self.key_proj)).transpose()?,
-                cfg.has_p2c().then(|| project(&self.query_proj)).transpose()?,
+                cfg.has_p2c()
+                    .then(|| project(&self.query_proj))
+                    .transpose()?,
             )
         } else {
             let key = if cfg.has_c2p() {
@@ -190,7 +196,11 @@ pub struct DebertaV2Attention {
 }
 
 impl DebertaV2Attention {
-    pub fn load(w: &Weights, cfg: &DebertaV2Config, rel_embeddings: Option<&Tensor>) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        cfg: &DebertaV2Config,
+        rel_embeddings: Option<&Tensor>,
+    ) -> Result<Self> {
         let out = w.pp("output");
         Ok(Self {
             attention: DisentangledSelfAttention::load(&w.pp("self"), cfg, rel_embeddings)?,
@@ -205,4 +215,3 @@ impl DebertaV2Attention {
         Ok((apply(&self.layer_norm, &out)?, probs))
     }
 }
-

@@ -37,7 +37,12 @@ impl ConvLayer {
 
     /// `embeddings`: the encoder input `[B, L, H]`; `residual`: the first layer's output;
     /// `input_mask`: `[B, L]` f32. Returns the replacement for the first layer's output.
-    pub fn forward(&self, embeddings: &Tensor, residual: &Tensor, input_mask: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        embeddings: &Tensor,
+        residual: &Tensor,
+        input_mask: &Tensor,
+    ) -> Result<Tensor> {
         // [B, L, H] -> [B, H, L] -> conv -> [B, L, H]
         let x = embeddings.transpose(1, 2)?.contiguous()?;
         let out = x.conv1d(&self.weight, self.padding, 1, 1, self.groups)?;

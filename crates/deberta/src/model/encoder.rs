@@ -44,7 +44,9 @@ impl DebertaV2Encoder {
             None
         };
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DebertaV2Layer::load(&w.pp(&format!("layer.{i}")), cfg, rel_embeddings.as_ref()))
+            .map(|i| {
+                DebertaV2Layer::load(&w.pp(&format!("layer.{i}")), cfg, rel_embeddings.as_ref())
+            })
             .collect::<Result<Vec<_>>>()?;
         let conv = if cfg.conv_kernel_size > 0 {
             Some(ConvLayer::load(&w.pp("conv"), cfg)?)

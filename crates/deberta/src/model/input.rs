@@ -61,17 +61,32 @@ pub(crate) struct PreparedInput {
 }
 
 /// Checks ranks, shapes and id ranges and fills in the defaults.
-pub(crate) fn prepare(input: &ModelInput, cfg: &DebertaV2Config, device: &Device) -> Result<PreparedInput> {
-    let (b, l) = input
-        .input_ids
-        .dims2()
-        .map_err(|_| Error::input(format!("input_ids must be [batch, len], got {:?}", input.input_ids.dims())))?;
+pub(crate) fn prepare(
+    input: &ModelInput,
+    cfg: &DebertaV2Config,
+    device: &Device,
+) -> Result<PreparedInput> {
+    let (b, l) = input.input_ids.dims2().map_err(|_| {
+        Error::input(format!(
+            "input_ids must be [batch, len], got {:?}",
+            input.input_ids.dims()
+        ))
+    })?;
     if b == 0 || l == 0 {
         return Err(Error::input(format!("input_ids is empty ({b}x{l})")));
     }
-    let input_ids = checked_ids(&input.input_ids, "input_ids", (b, l), cfg.vocab_size, "vocab_size", device)?;
+    let input_ids = checked_ids(
+        &input.input_ids,
+        "input_ids",
+        (b, l),
+        cfg.vocab_size,
+        "vocab_size",
+        device,
+    )?;
     let token_type_ids = match (&input.token_type_ids, cfg.type_vocab_size) {
-        (Some(t), n) if n > 0 => checked_ids(t, "token_type_ids", (b, l), n, "type_vocab_size", device)?,
+        (Some(t), n) if n > 0 => {
+            checked_ids(t, "token_type_ids", (b, l), n, "type_vocab_size", device)?
+        }
         (Some(t), _) => {
             expect_shape(t, "token_type_ids", &[b, l])?;
             Tensor::zeros((b, l), DType::U32, device)?
@@ -97,9 +112,14 @@ fn prepare_positions(
 ) -> Result<Tensor> {
     let max = cfg.max_position_embeddings;
     match &input.position_ids {
-        Some(p) if cfg.position_biased_input => {
-            checked_ids(p, "position_ids", (b, l), max, "max_position_embeddings", device)
-        }
+        Some(p) if cfg.position_biased_input => checked_ids(
+            p,
+            "position_ids",
+            (b, l),
+            max,
+            "max_position_embeddings",
+            device,
+        ),
         Some(p) => {
             expect_shape(p, "position_ids", &[b, l])?;
             Ok(Tensor::zeros((b, l), DType::U32, device)?)
@@ -108,15 +128,20 @@ fn prepare_positions(
             "sequence length {l} exceeds max_position_embeddings {max} of a model with absolute \
              positions (position_biased_input)"
         ))),
-        None if cfg.position_biased_input => {
-            Ok(Tensor::arange(0u32, l as u32, device)?.unsqueeze(0)?.broadcast_as((b, l))?.contiguous()?)
-        }
+        None if cfg.position_biased_input => Ok(Tensor::arange(0u32, l as u32, device)?
+            .unsqueeze(0)?
+            .broadcast_as((b, l))?
+            .contiguous()?),
         None => Ok(Tensor::zeros((b, l), DType::U32, device)?),
     }
 }
 
 /// Returns the `[B, L]` f32 input mask and the `[B, 1, L, L]` u8 pair mask.
-fn prepare_masks(mask: Option<&Tensor>, (b, l): (usize, usize), device: &Device) -> Result<(Tensor, Tensor)> {
+fn prepare_masks(
+    mask: Option<&Tensor>,
+    (b, l): (usize, usize),
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let Some(mask) = mask else {
         let ones = Tensor::ones((b, l), DType::F32, device)?;
         return Ok((ones, Tensor::ones((b, 1, l, l), DType::U8, device)?));
@@ -141,7 +166,10 @@ fn prepare_masks(mask: Option<&Tensor>, (b, l): (usize, usize), device: &Device)
 
 fn expect_shape(t: &Tensor, name: &str, dims: &[usize]) -> Result<()> {
     if t.dims() != dims {
-        return Err(Error::input(format!("{name} must have shape {dims:?}, got {:?}", t.dims())));
+        return Err(Error::input(format!(
+            "{name} must have shape {dims:?}, got {:?}",
+            t.dims()
+        )));
     }
     Ok(())
 }
@@ -157,11 +185,16 @@ fn checked_ids(
 ) -> Result<Tensor> {
     expect_shape(t, name, &[b, l])?;
     if t.dtype().is_float() {
-        return Err(Error::input(format!("{name} must be integers, got {:?}", t.dtype())));
+        return Err(Error::input(format!(
+            "{name} must be integers, got {:?}",
+            t.dtype()
+        )));
     }
     let values = t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
     if let Some(bad) = values.iter().find(|&&v| v < 0 || v as usize >= limit) {
-        return Err(Error::input(format!("{name} contains {bad}, outside 0..{limit} ({limit_name})")));
+        return Err(Error::input(format!(
+            "{name} contains {bad}, outside 0..{limit} ({limit_name})"
+        )));
     }
     let ids: Vec<u32> = values.iter().map(|&v| v as u32).collect();
     Ok(Tensor::from_vec(ids, (b, l), device)?)

@@ -22,7 +22,11 @@ pub struct DebertaV2Layer {
 }
 
 impl DebertaV2Layer {
-    pub fn load(w: &Weights, cfg: &DebertaV2Config, rel_embeddings: Option<&Tensor>) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        cfg: &DebertaV2Config,
+        rel_embeddings: Option<&Tensor>,
+    ) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
             attention: DebertaV2Attention::load(&w.pp("attention"), cfg, rel_embeddings)?,

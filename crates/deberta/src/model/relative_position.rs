@@ -54,7 +54,13 @@ pub struct RelativeIndex {
 
 impl RelativeIndex {
     /// Builds both index tables for a sequence length, as `u32` tensors of `len * len` entries.
-    pub fn new(len: usize, span: usize, bucket_size: i64, max_position: i64, device: &Device) -> Result<Self> {
+    pub fn new(
+        len: usize,
+        span: usize,
+        bucket_size: i64,
+        max_position: i64,
+        device: &Device,
+    ) -> Result<Self> {
         let rel = relative_positions(len, bucket_size, max_position);
         let width = 2 * span as i64;
         let clamp = |v: i64| v.clamp(0, width - 1);
@@ -83,9 +89,22 @@ mod tests {
     fn v3_buckets_match_the_reference_values() {
         // Values computed with transformers' make_log_bucket_position (256 buckets, 512 positions).
         let cases = [
-            (0, 0), (5, 5), (131, 131), (132, 131), (133, 132), (200, 169), (256, 192),
-            (300, 207), (400, 233), (500, 254), (511, 255), (512, 256), (600, 270),
-            (1000, 317), (2048, 383), (4096, 446),
+            (0, 0),
+            (5, 5),
+            (131, 131),
+            (132, 131),
+            (133, 132),
+            (200, 169),
+            (256, 192),
+            (300, 207),
+            (400, 233),
+            (500, 254),
+            (511, 255),
+            (512, 256),
+            (600, 270),
+            (1000, 317),
+            (2048, 383),
+            (4096, 446),
         ];
         for (rel, bucket) in cases {
             assert_eq!(log_bucket(rel, 256, 512), bucket, "bucket({rel})");

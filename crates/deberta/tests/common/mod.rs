@@ -14,8 +14,20 @@ pub fn fixtures_dir() -> PathBuf {
 /// absolute difference.
 pub fn assert_close(label: &str, got: &Tensor, expected: &Tensor, atol: f32, rtol: f32) -> f32 {
     assert_eq!(got.dims(), expected.dims(), "{label}: shape");
-    let g = got.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1::<f32>().unwrap();
-    let e = expected.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1::<f32>().unwrap();
+    let g = got
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let e = expected
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let mut max_diff = 0f32;
     let mut worst = None;
     for (i, (a, b)) in g.iter().zip(&e).enumerate() {
