@@ -18,11 +18,24 @@ import sys
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Model
+import subprocess
+import tempfile
+
+from transformers import (
+    DebertaV2Config,
+    DebertaV2ForMaskedLM,
+    DebertaV2ForMultipleChoice,
+    DebertaV2ForQuestionAnswering,
+    DebertaV2ForSequenceClassification,
+    DebertaV2ForTokenClassification,
+    DebertaV2Model,
+)
 
 TORCH_VERSION = "2.15.0"
 TRANSFORMERS_VERSION = "5.24.0"
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "models")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(REPO, "fixtures", "models")
+HEADS_ROOT = os.path.join(REPO, "fixtures", "heads")
 
 TINY = dict(
     vocab_size=99,
@@ -192,6 +205,150 @@ def build_case(name, overrides, spec, opts, seed):
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Heads: logits and every loss rule, on a v3-style and a v2 conv-layer config, with padding.
+
+CONV = dict(V3, conv_kernel_size=3, conv_act="gelu", pooler_hidden_act="tanh")
+HEAD_CLASSES = {
+    "mlm": DebertaV2ForMaskedLM,
+    "seq": DebertaV2ForSequenceClassification,
+    "tok": DebertaV2ForTokenClassification,
+    "qa": DebertaV2ForQuestionAnswering,
+    "mc": DebertaV2ForMultipleChoice,
+}
+PAD3 = dict(lens=[12, 9, 5], pad=["none", "right", "left"])
+
+
+def runs_for(kind, cfg, base, g):
+    """name -> inputs (with labels) for one head checkpoint."""
+    b, L = base["input_ids"].shape[0], base["input_ids"].shape[-1]
+    runs = {"nolabels": dict(base)}
+    if kind == "mlm":
+        labels = torch.randint(0, cfg.vocab_size, (b, L), generator=g)
+        labels[torch.rand(b, L, generator=g) > 0.5] = -100
+        runs["labels"] = dict(base, labels=labels)
+    elif kind == "tok":
+        labels = torch.randint(0, cfg.num_labels, (b, L), generator=g)
+        labels[base["attention_mask"] == 0] = -100
+        runs["labels"] = dict(base, labels=labels)
+    elif kind == "qa":
+        runs["positions"] = dict(base, start_positions=torch.tensor([3, 100, 0]), end_positions=torch.tensor([[5], [2], [-3]]))
+    elif kind == "mc":
+        runs["labels"] = dict(base, labels=torch.tensor([2, 0]))
+    elif kind == "seq":
+        pt, n = cfg.problem_type, cfg.num_labels
+        if pt is None and n == 1:
+            runs["mse"] = dict(base, labels=torch.randn(b, generator=g))
+        elif pt is None:
+            runs["labels_negative_dropped"] = dict(base, labels=torch.tensor([2, -1, 0]))
+            runs["labels_all_negative"] = dict(base, labels=torch.tensor([-1, -5, -100]))
+            runs["soft_labels"] = dict(base, labels=torch.softmax(torch.randn(b, n, generator=g), -1))
+        elif pt == "regression":
+            runs["regression"] = dict(base, labels=torch.randn(b, n, generator=g))
+        elif pt == "single_label_classification":
+            runs["single_label"] = dict(base, labels=torch.tensor([1, -100, 2]))
+        elif pt == "multi_label_classification":
+            runs["multi_label"] = dict(base, labels=(torch.rand(b, n, generator=g) > 0.5).float())
+    return runs
+
+
+def head_outputs(model, inputs):
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    tensors = {"hidden_states.%d" % i: h for i, h in enumerate(out.hidden_states)}
+    for field in ("logits", "start_logits", "end_logits"):
+        if getattr(out, field, None) is not None:
+            tensors[field] = getattr(out, field)
+    if out.loss is not None:
+        tensors["loss"] = out.loss.reshape(1)
+    return {k: v.float().clone().contiguous() for k, v in tensors.items()}
+
+
+# name -> (head kind, config overrides, checkpoint edit)
+HEAD_CASES = {
+    "mlm_legacy_v3": ("mlm", dict(V3, legacy=True), None),
+    "mlm_legacy_conv_embedding_size": ("mlm", dict(CONV, legacy=True, embedding_size=24), None),
+    "mlm_lm_predictions_v3": ("mlm", dict(V3, legacy=False), None),
+    "mlm_lm_predictions_conv": ("mlm", dict(CONV, legacy=False), None),
+    # Microsoft-style: lm_predictions.* weights but legacy=true in config.json. transformers would
+    # drop the head; we load it. Expected outputs: the legacy=false model on the same weights.
+    "mlm_lm_predictions_under_legacy_true": ("mlm", dict(V3, legacy=False), "set_legacy_true"),
+    "seq_v3": ("seq", dict(V3, num_labels=3), None),
+    "seq_conv": ("seq", dict(CONV, num_labels=3), None),
+    "seq_mse_one_label": ("seq", dict(V3, num_labels=1), None),
+    "seq_problem_regression": ("seq", dict(V3, num_labels=2, problem_type="regression"), None),
+    "seq_problem_single_label": ("seq", dict(CONV, num_labels=3, problem_type="single_label_classification"), None),
+    "seq_problem_multi_label": ("seq", dict(V3, num_labels=3, problem_type="multi_label_classification"), None),
+    "tok_v3": ("tok", dict(V3, num_labels=5), None),
+    "tok_conv": ("tok", dict(CONV, num_labels=5), None),
+    "qa_v3": ("qa", dict(V3), None),
+    "qa_conv": ("qa", dict(CONV), None),
+    "mc_v3": ("mc", dict(V3), None),
+    "mc_conv": ("mc", dict(CONV), None),
+}
+
+
+def build_head_case(name, kind, overrides, edit, seed):
+    case_dir = os.path.join(HEADS_ROOT, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    os.makedirs(case_dir)
+    cfg = DebertaV2Config(**{**TINY, **overrides})
+    torch.manual_seed(seed)
+    model = HEAD_CLASSES[kind](cfg).eval()
+    perturb(model, seed)
+    model.save_pretrained(case_dir)
+    if edit == "set_legacy_true":
+        path = os.path.join(case_dir, "config.json")
+        with open(path) as f:
+            saved = json.load(f)
+        saved["legacy"] = True
+        with open(path, "w") as f:
+            json.dump(saved, f, indent=2)
+    g = torch.Generator().manual_seed(seed + 7)
+    if kind == "mc":
+        base = make_inputs(dict(lens=[12, 9, 5, 12, 7, 3], pad=["none", "right", "left", "none", "right", "left"]), cfg, seed)
+        base = {k: v.view(2, 3, -1) for k, v in base.items()}
+    else:
+        base = make_inputs(PAD3, cfg, seed)
+    runs = runs_for(kind, cfg, base, g)
+    for run, inputs in runs.items():
+        save_file(head_outputs(model, inputs), os.path.join(case_dir, f"{run}.expected.safetensors"))
+        with open(os.path.join(case_dir, f"{run}.input.json"), "w") as f:
+            json.dump({k: v.tolist() for k, v in inputs.items()}, f)
+    return {"name": name, "class": HEAD_CLASSES[kind].__name__, "runs": sorted(runs)}, model, runs
+
+
+def check_rust_save(name, cls, model, runs):
+    """Rust loads the case and saves it; transformers must load that with no key problems and
+    give the same outputs."""
+    src = os.path.join(HEADS_ROOT, name)
+    with tempfile.TemporaryDirectory() as dst:
+        subprocess.run(["cargo", "run", "-q", "-p", "deberta", "--example", "resave", "--", src, dst],
+                       check=True, cwd=REPO)
+        reloaded, info = cls.from_pretrained(dst, output_loading_info=True)
+        reloaded.eval()
+        problems = {k: sorted(v) for k, v in info.items() if v}
+        worst = 0.0
+        for inputs in runs.values():
+            a, b = head_outputs(model, inputs), head_outputs(reloaded, inputs)
+            worst = max(worst, max((a[k] - b[k]).abs().max().item() for k in a))
+    return {"name": name, "loading_info_problems": problems, "max_abs_diff": worst,
+            "ok": not problems and worst == 0.0}
+
+
+def build_heads():
+    manifest, roundtrip = [], []
+    for i, (name, (kind, overrides, edit)) in enumerate(HEAD_CASES.items()):
+        entry, model, runs = build_head_case(name, kind, overrides, edit, seed=2000 + i)
+        manifest.append(entry)
+        roundtrip.append(check_rust_save(name, HEAD_CLASSES[kind], model, runs))
+        print(f"{name}: ok, rust save -> transformers: {roundtrip[-1]}")
+    with open(os.path.join(HEADS_ROOT, "manifest.json"), "w") as f:
+        json.dump({"torch": TORCH_VERSION, "transformers": TRANSFORMERS_VERSION, "cases": manifest}, f, indent=1)
+    with open(os.path.join(HEADS_ROOT, "save_roundtrip.json"), "w") as f:
+        json.dump(roundtrip, f, indent=1)
+
+
 def main():
     if torch.__version__.split("+")[0] != TORCH_VERSION or transformers.__version__ != TRANSFORMERS_VERSION:
         sys.exit(f"need torch {TORCH_VERSION} and transformers {TRANSFORMERS_VERSION}, "
@@ -204,6 +361,7 @@ def main():
         print(f"{name}: ok")
     with open(os.path.join(ROOT, "manifest.json"), "w") as f:
         json.dump({"torch": TORCH_VERSION, "transformers": TRANSFORMERS_VERSION, "cases": manifest}, f, indent=1)
+    build_heads()
 
 
 if __name__ == "__main__":

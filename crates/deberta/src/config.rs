@@ -345,7 +345,7 @@ impl DebertaV2Config {
     }
 
     fn validate_attention(&self) -> Result<()> {
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "num_attention_heads",
                 format!(
@@ -394,7 +394,7 @@ impl DebertaV2Config {
         if self.conv_kernel_size == 0 {
             return Ok(());
         }
-        if self.conv_kernel_size % 2 == 0 {
+        if self.conv_kernel_size.is_multiple_of(2) {
             return Err(Error::config(
                 "conv_kernel_size",
                 format!(
@@ -403,7 +403,7 @@ impl DebertaV2Config {
                 ),
             ));
         }
-        if self.conv_groups == 0 || self.hidden_size % self.conv_groups != 0 {
+        if self.conv_groups == 0 || !self.hidden_size.is_multiple_of(self.conv_groups) {
             return Err(Error::config(
                 "conv_groups",
                 format!(

@@ -14,12 +14,17 @@
 //! # Ok(())
 //! # }
 //! ```
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::todo, clippy::panic)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::todo, clippy::panic)
+)]
 
 pub mod activation;
 pub mod config;
 mod error;
+pub mod heads;
 pub mod json_input;
+pub mod loss;
 pub mod model;
 mod nn;
 pub mod pretrained;
@@ -28,5 +33,10 @@ pub mod weights;
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
 pub use error::{Error, Result};
+pub use heads::{
+    DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
+    DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, HeadKind, Labels,
+    TaskModel, TaskOutput,
+};
 pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, ModelInput};
 pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

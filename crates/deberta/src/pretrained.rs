@@ -1,16 +1,16 @@
 //! Loading models from a checkpoint directory (`config.json` + weights), as
 //! `DebertaV2PreTrainedModel.from_pretrained` does.
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
 
 use crate::config::DebertaV2Config;
 use crate::model::DebertaV2Model;
-use crate::weights::{Checkpoint, LoadReport, Weights};
+use crate::weights::{Checkpoint, LoadReport, LoadState, Weights};
 use crate::{Error, Result};
+use candle_core::Tensor;
 
 /// transformers' `base_model_prefix`.
 pub const BASE_MODEL_PREFIX: &str = "deberta";
@@ -28,19 +28,16 @@ pub fn load_config(dir: impl AsRef<Path>) -> Result<DebertaV2Config> {
     DebertaV2Config::from_file(path)
 }
 
-/// Where the backbone's tensors live: under `deberta.` (head checkpoints) or at the root (a bare
-/// `DebertaV2Model` save).
-pub fn backbone_prefix(checkpoint: &Checkpoint) -> &'static str {
-    if checkpoint.has_prefix("deberta.") {
-        BASE_MODEL_PREFIX
-    } else {
-        ""
-    }
-}
-
 /// transformers' `_keys_to_ignore_on_load_unexpected` for every DeBERTa-v2 class.
 pub fn ignored_by_all(name: &str) -> bool {
     name.contains("position_embeddings")
+}
+
+/// A model together with every weight it holds, by transformers name, for `save_pretrained`.
+pub struct Loaded<T> {
+    pub model: T,
+    pub state_dict: BTreeMap<String, Tensor>,
+    pub report: LoadReport,
 }
 
 /// Builds a model with `build` over a checkpoint, then sorts what it left unused.
@@ -49,13 +46,17 @@ pub fn load_with<T>(
     config: &DebertaV2Config,
     device: &Device,
     is_ignored: impl Fn(&str) -> bool,
-    build: impl FnOnce(&Weights, &DebertaV2Config) -> Result<(T, Vec<String>)>,
-) -> Result<(T, LoadReport)> {
-    let used = RefCell::new(BTreeSet::new());
-    let weights = Weights::new(checkpoint, &used, device);
-    let (model, initialized) = build(&weights, config)?;
-    let report = LoadReport::build(checkpoint, &used.borrow(), initialized, is_ignored);
-    Ok((model, report))
+    build: impl FnOnce(&Weights, &DebertaV2Config) -> Result<T>,
+) -> Result<Loaded<T>> {
+    let state = LoadState::default();
+    let weights = Weights::new(checkpoint, &state, device);
+    let model = build(&weights, config)?;
+    let report = LoadReport::build(checkpoint, &state.used(), state.initialized(), is_ignored);
+    Ok(Loaded {
+        model,
+        state_dict: state.state_dict(),
+        report,
+    })
 }
 
 impl DebertaV2Model {
@@ -72,9 +73,9 @@ impl DebertaV2Model {
         config: &DebertaV2Config,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let prefix = backbone_prefix(checkpoint);
-        load_with(checkpoint, config, device, ignored_by_all, |w, cfg| {
-            Ok((DebertaV2Model::load(&w.pp(prefix), cfg)?, Vec::new()))
-        })
+        let loaded = load_with(checkpoint, config, device, ignored_by_all, |w, cfg| {
+            DebertaV2Model::load(&w.backbone_saved_as(""), cfg)
+        })?;
+        Ok((loaded.model, loaded.report))
     }
 }

@@ -258,53 +258,98 @@ fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
     }
 }
 
+/// How a weight missing from a checkpoint is initialised (transformers' `_init_weights`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// normal(0, initializer_range): Linear and Embedding weights.
+    Normal(f64),
+    /// Zeros: biases.
+    Zeros,
+    /// Ones: LayerNorm weights.
+    Ones,
+}
+
+/// What a load has read and created so far.
+#[derive(Default)]
+pub struct LoadState {
+    used: RefCell<BTreeSet<String>>,
+    initialized: RefCell<Vec<String>>,
+    state_dict: RefCell<BTreeMap<String, Tensor>>,
+}
+
+impl LoadState {
+    /// Checkpoint names read.
+    pub fn used(&self) -> BTreeSet<String> {
+        self.used.borrow().clone()
+    }
+
+    /// Canonical names of weights that were initialised instead of read.
+    pub fn initialized(&self) -> Vec<String> {
+        self.initialized.borrow().clone()
+    }
+
+    /// Every weight handed out, by canonical (save) name.
+    pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.state_dict.borrow().clone()
+    }
+}
+
 /// A cursor into a checkpoint at a name prefix, recording every tensor it hands out.
 ///
 /// Modules take a `Weights` positioned at their own prefix (`pp("attention.self")`) and ask for
-/// tensors by their transformers names, with the shape the config requires.
+/// tensors by their transformers names, with the shape the config requires. Each view has two
+/// prefixes: where the tensor is in this checkpoint, and its canonical name when saved (they
+/// differ when a head reuses a backbone saved without the `deberta.` prefix).
 #[derive(Clone)]
 pub struct Weights<'a> {
     checkpoint: &'a Checkpoint,
     prefix: String,
-    used: &'a RefCell<BTreeSet<String>>,
+    canonical: String,
+    state: &'a LoadState,
     device: &'a Device,
+}
+
+fn join(prefix: &str, segment: &str) -> String {
+    match (prefix.is_empty(), segment.is_empty()) {
+        (_, true) => prefix.to_string(),
+        (true, false) => segment.to_string(),
+        (false, false) => format!("{prefix}.{segment}"),
+    }
 }
 
 impl<'a> Weights<'a> {
     /// A view at the checkpoint root.
-    pub fn new(
-        checkpoint: &'a Checkpoint,
-        used: &'a RefCell<BTreeSet<String>>,
-        device: &'a Device,
-    ) -> Self {
+    pub fn new(checkpoint: &'a Checkpoint, state: &'a LoadState, device: &'a Device) -> Self {
         Self {
             checkpoint,
             prefix: String::new(),
-            used,
+            canonical: String::new(),
+            state,
             device,
         }
     }
 
     /// A view one name segment deeper (`"encoder"`, `"layer.3"`, ...). An empty segment is a no-op.
     pub fn pp(&self, segment: &str) -> Self {
-        let prefix = match (self.prefix.is_empty(), segment.is_empty()) {
-            (_, true) => self.prefix.clone(),
-            (true, false) => segment.to_string(),
-            (false, false) => format!("{}.{segment}", self.prefix),
-        };
         Self {
-            prefix,
+            prefix: join(&self.prefix, segment),
+            canonical: join(&self.canonical, segment),
+            ..self.clone()
+        }
+    }
+
+    /// A view whose tensors are read under `actual` but saved under `canonical`.
+    pub fn at(&self, actual: &str, canonical: &str) -> Self {
+        Self {
+            prefix: join(&self.prefix, actual),
+            canonical: join(&self.canonical, canonical),
             ..self.clone()
         }
     }
 
     /// The full checkpoint name of `name` under this view.
     pub fn full_name(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        }
+        join(&self.prefix, name)
     }
 
     /// Whether the checkpoint has `name` under this view.
@@ -317,12 +362,59 @@ impl<'a> Weights<'a> {
         self.device
     }
 
+    /// The backbone's view: read under `deberta.` when the checkpoint has that prefix, else at
+    /// this view's root (a bare `DebertaV2Model` save); always saved under `deberta.`.
+    pub fn backbone(&self) -> Self {
+        self.backbone_saved_as("deberta")
+    }
+
+    /// The backbone's view, saved under `canonical` (`""` for a bare `DebertaV2Model`).
+    pub fn backbone_saved_as(&self, canonical: &str) -> Self {
+        let prefixed = self
+            .checkpoint
+            .has_prefix(&format!("{}.", join(&self.prefix, "deberta")));
+        self.at(if prefixed { "deberta" } else { "" }, canonical)
+    }
+
     /// Loads `name` under this view as f32 with exactly `shape`.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
         let full = self.full_name(name);
         let tensor = self.checkpoint.load(&full, shape, self.device)?;
-        self.used.borrow_mut().insert(full);
+        self.state.used.borrow_mut().insert(full);
+        self.record(name, &tensor);
         Ok(tensor)
+    }
+
+    /// Loads `name`, or initialises it with `init` (and records that) when the checkpoint lacks it.
+    pub fn get_or_init(&self, shape: &[usize], name: &str, init: Init) -> Result<Tensor> {
+        if self.contains(name) {
+            return self.get(shape, name);
+        }
+        let tensor = match init {
+            Init::Normal(std) => Tensor::randn(0f32, std as f32, shape, self.device)?,
+            Init::Zeros => Tensor::zeros(shape, candle_core::DType::F32, self.device)?,
+            Init::Ones => Tensor::ones(shape, candle_core::DType::F32, self.device)?,
+        };
+        self.state
+            .initialized
+            .borrow_mut()
+            .push(join(&self.canonical, name));
+        self.record(name, &tensor);
+        Ok(tensor)
+    }
+
+    /// Marks a checkpoint tensor as accounted for without loading it (a tied copy).
+    pub fn mark_used(&self, name: &str) {
+        if self.contains(name) {
+            self.state.used.borrow_mut().insert(self.full_name(name));
+        }
+    }
+
+    fn record(&self, name: &str, tensor: &Tensor) {
+        self.state
+            .state_dict
+            .borrow_mut()
+            .insert(join(&self.canonical, name), tensor.clone());
     }
 }
 

@@ -1,0 +1,69 @@
+//! `DebertaV2ForTokenClassification`: a linear classifier on every token.
+//!
+//! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L1097>
+
+use candle_core::{Tensor, D};
+use candle_nn::Linear;
+
+use crate::config::DebertaV2Config;
+use crate::heads::{model_input_dims, TaskOutput};
+use crate::loss::{cross_entropy, label_ids, IGNORE_INDEX};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::nn::{apply, linear_or_init};
+use crate::weights::Weights;
+use crate::{Error, Result};
+
+pub struct DebertaV2ForTokenClassification {
+    deberta: DebertaV2Model,
+    classifier: Linear,
+}
+
+impl DebertaV2ForTokenClassification {
+    pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
+        Ok(Self {
+            deberta: DebertaV2Model::load(&w.backbone(), cfg)?,
+            classifier: linear_or_init(
+                &w.pp("classifier"),
+                cfg.hidden_size,
+                cfg.num_labels(),
+                cfg.initializer_range,
+            )?,
+        })
+    }
+
+    /// The backbone.
+    pub fn deberta(&self) -> &DebertaV2Model {
+        &self.deberta
+    }
+
+    /// `logits [B, L, num_labels]`; `labels [B, L]` (-100 ignored) adds cross-entropy.
+    pub fn forward(
+        &self,
+        input: &ModelInput,
+        labels: Option<&Tensor>,
+        opts: ForwardOptions,
+    ) -> Result<TaskOutput> {
+        let out = self.deberta.forward(input, opts)?;
+        let logits = apply(&self.classifier, &out.last_hidden_state)?;
+        let loss = match labels {
+            Some(labels) => {
+                let (b, l) = model_input_dims(input)?;
+                if labels.dims() != [b, l] {
+                    return Err(Error::input(format!(
+                        "labels must be [{b}, {l}], got {:?}",
+                        labels.dims()
+                    )));
+                }
+                let flat = logits.flatten_to(D::Minus2)?;
+                Some(cross_entropy(
+                    &flat,
+                    &label_ids(labels)?,
+                    IGNORE_INDEX,
+                    "labels",
+                )?)
+            }
+            None => None,
+        };
+        Ok(TaskOutput::logits(logits, loss, out))
+    }
+}
