@@ -18,6 +18,12 @@ pub const BASE_MODEL_PREFIX: &str = "deberta";
 /// Reads `config.json` from a checkpoint directory.
 pub fn load_config(dir: impl AsRef<Path>) -> Result<DebertaV2Config> {
     let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(Error::MissingFile {
+            dir: dir.to_path_buf(),
+            what: "not a directory".into(),
+        });
+    }
     let path = dir.join("config.json");
     if !path.is_file() {
         return Err(Error::MissingFile {

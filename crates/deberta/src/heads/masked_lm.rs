@@ -57,7 +57,7 @@ fn choose_layout(w: &Weights, cfg: &DebertaV2Config) -> MlmLayout {
     match (has_lm, has_cls) {
         (true, _) => {
             if cfg.legacy {
-                tracing::info!(
+                tracing::warn!(
                     "checkpoint has lm_predictions.* weights: using that masked-LM head although \
                      config says legacy=true (transformers would drop them, transformers#15216)"
                 );
