@@ -17,6 +17,10 @@ struct Cli {
 enum Command {
     /// Run one forward pass on JSON inputs and write every output tensor to safetensors.
     Forward(commands::forward::ForwardArgs),
+    /// Convert a checkpoint directory between safetensors, PyTorch and TensorFlow weights.
+    Convert(commands::convert::ConvertArgs),
+    /// Time the forward pass on random ids and print one JSON object.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,5 +43,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Forward(args) => commands::forward::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -316,3 +316,27 @@ fn labels_that_do_not_fit_are_clear_errors() {
         Some(Tensor::new(&[0i64], &dev).unwrap()))
     .contains("question answering"));
 }
+
+#[test]
+fn masked_lm_ignores_the_rtd_head_and_tied_decoder_copies() {
+    let src = case_dir("mlm_legacy_v3");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let path = tmp.path().join("model.safetensors");
+    let mut tensors = safetensors::load(&path, &Device::Cpu).unwrap();
+    let z = Tensor::zeros((32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("mask_predictions.dense.weight".into(), z.clone());
+    tensors.insert("mask_predictions.classifier.weight".into(), z);
+    tensors.insert("cls.predictions.decoder.weight".into(), tensors["deberta.embeddings.word_embeddings.weight"].clone());
+    tensors.insert("cls.predictions.decoder.bias".into(), tensors["cls.predictions.bias"].clone());
+    safetensors::save(&tensors, &path).unwrap();
+    let model = TaskModel::from_pretrained(tmp.path(), None, &Device::Cpu).unwrap();
+    let report = model.report();
+    assert!(report.unexpected.is_empty(), "{report:?}");
+    assert_eq!(report.ignored, ["cls.predictions.decoder.bias", "mask_predictions.classifier.weight", "mask_predictions.dense.weight"]);
+    // The same tensors are unexpected for a head that does not know them.
+    let seq = TaskModel::from_pretrained(tmp.path(), Some(HeadKind::SequenceClassification), &Device::Cpu).unwrap();
+    assert!(seq.report().unexpected.iter().any(|n| n.starts_with("mask_predictions.")));
+}
