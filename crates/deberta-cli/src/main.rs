@@ -19,6 +19,8 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Convert a checkpoint directory between safetensors, PyTorch and TensorFlow weights.
     Convert(commands::convert::ConvertArgs),
+    /// Tokenize JSON lines from stdin as transformers' DebertaV2Tokenizer(Fast) does.
+    Tokenize(commands::tokenize::TokenizeArgs),
     /// Time the forward pass on random ids and print one JSON object.
     Bench(commands::bench::BenchArgs),
 }
@@ -45,5 +47,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward(args) => commands::forward::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
     }
 }

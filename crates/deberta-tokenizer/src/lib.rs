@@ -1,1 +1,51 @@
-//! DeBERTa-v2/v3 tokenizers (work in progress).
+//! DeBERTa-v2/v3 tokenizers in Rust, matching transformers 4.57.
+//!
+//! * [`SlowTokenizer`]: `DebertaV2Tokenizer` on a pure-Rust re-implementation of the
+//!   sentencepiece library ([`SentencePiece`]: protobuf model reader, precompiled-charsmap
+//!   normaliser, unigram Viterbi, BPE, byte fallback). No C++.
+//! * [`FastTokenizer`]: `DebertaV2TokenizerFast` on the HF `tokenizers` crate, from
+//!   `tokenizer.json` or converted from `spm.model` like `DebertaV2Converter`.
+//! * [`Tokenizer`]: one API over both (single texts, pairs, batches, truncation with overflow
+//!   windows, padding, character offsets, word ids, decoding).
+//! * [`run_tokenize_jsonl`]: the `deberta tokenize` command.
+//!
+//! ```no_run
+//! use deberta_tokenizer::{EncodeOptions, Tokenizer};
+//! let tok = Tokenizer::from_dir("models/deberta-v3-base")?;
+//! let enc = tok.encode("Hello [MASK]!", None, &EncodeOptions::default())?;
+//! println!("{:?} {:?}", enc.input_ids, enc.offsets);
+//! # Ok::<(), deberta_tokenizer::Error>(())
+//! ```
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::todo, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod added;
+mod bpe;
+pub mod config;
+mod convert;
+pub mod encoding;
+mod error;
+pub mod fast;
+pub mod jsonl;
+mod normalizer;
+pub mod proto;
+pub mod slow;
+pub mod spm;
+mod text;
+mod tokenizer;
+mod trie;
+mod unigram;
+
+pub use config::{AddedToken, Side, SpecialTokenNames, TokenizerConfig};
+pub use encoding::{
+    EncodeOptions, Encoding, Padding, PaddingStrategy, RawEncoding, SpecialIds, Truncation,
+    TruncationStrategy,
+};
+pub use error::{Error, Result};
+pub use fast::FastTokenizer;
+pub use jsonl::{
+    run_tokenize_jsonl, run_tokenize_jsonl_with, JsonlSummary, PaddingMode, TokenizeOptions,
+};
+pub use slow::SlowTokenizer;
+pub use spm::{SentencePiece, SpmPiece};
+pub use tokenizer::{flatten_overflow, Impl, Tokenizer};

@@ -1,17 +1,120 @@
-//! `deberta bench`: time the forward pass (issue 7).
+//! `deberta bench`: time the forward pass of a checkpoint on random ids with a full mask and
+//! print one JSON object (median/min/max ms, tokens/s, peak RSS, settings).
 
 use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
+use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel};
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Checkpoint directory.
     #[arg(long)]
     model: PathBuf,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Compute type.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "int8"])]
+    dtype: String,
+    /// Model class; auto follows config.json's `architectures`.
+    #[arg(long, default_value = "auto")]
+    head: String,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    bail!("bench is not implemented yet ({})", args.model.display())
+    if let Some(t) = args.threads {
+        // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    if args.dtype != "f32" {
+        bail!("--dtype {} is not supported yet; use f32", args.dtype);
+    }
+    if args.batch == 0 || args.seq == 0 || args.iters == 0 {
+        bail!("--batch, --seq and --iters must be at least 1");
+    }
+    let device = Device::Cpu;
+    let kind = match args.head.as_str() {
+        "auto" => None,
+        name => Some(name.parse::<HeadKind>()?),
+    };
+    let model = TaskModel::from_pretrained(&args.model, kind, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let input = random_input(&model, &args, &device)?;
+    for _ in 0..args.warmup {
+        model.forward(&input, Labels::default(), ForwardOptions::default())?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        model.forward(&input, Labels::default(), ForwardOptions::default())?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = median(&times);
+    let report = serde_json::json!({
+        "median_ms": median,
+        "min_ms": times.first(),
+        "max_ms": times.last(),
+        "tokens_per_s": (args.batch * args.seq) as f64 / (median / 1e3),
+        "times_ms": times,
+        "peak_rss_mib": peak_rss_mib(),
+        "model": args.model,
+        "head": model.kind().cli_name(),
+        "batch": args.batch,
+        "seq": args.seq,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "threads": args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        "dtype": args.dtype,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// Ids uniform in `[4, vocab)` (past the special tokens), full attention mask; `[B, C, L]` with
+/// two choices for multiple choice.
+fn random_input(model: &TaskModel, args: &BenchArgs, device: &Device) -> Result<ModelInput> {
+    let vocab = model.config().vocab_size as f64;
+    let shape: Vec<usize> = match model.kind() {
+        HeadKind::MultipleChoice => vec![args.batch, 2, args.seq],
+        _ => vec![args.batch, args.seq],
+    };
+    let ids = Tensor::rand(4f64.min(vocab - 1.0), vocab, shape.as_slice(), device)?
+        .floor()?
+        .to_dtype(DType::U32)?;
+    let mask = Tensor::ones(shape.as_slice(), DType::U32, device)?;
+    Ok(ModelInput::from_ids(ids).with_attention_mask(mask))
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Peak resident set size (VmHWM) from /proc, where it exists.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

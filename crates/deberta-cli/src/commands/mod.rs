@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod convert;
 pub mod forward;
+pub mod tokenize;

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU comparison: PyTorch eager fp32, ONNX Runtime fp32 and int8 (dynamic), and
+`deberta bench`, on random-weight DeBERTa-v3 base / xsmall shaped sequence classifiers.
+
+Run by hand with the reference environment (not in CI):
+    cargo build --release --bin deberta
+    ~/deberta-ref/venv/bin/python benchmarks/compare.py [--models base,xsmall] [--rounds 3]
+
+Each measurement runs in its own process (so peak RSS is per system), and the systems alternate
+round by round on each shape, because single timings on shared machines move by +-30%.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+WORK = os.path.join(HERE, ".work")
+BINARY = os.path.join(REPO, "target", "release", "deberta")
+SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512), (4, 512)]
+SYSTEMS = ["torch", "ort", "ort-int8", "deberta"]
+GEOMETRY = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "xsmall": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+}
+
+
+def v3_config(name):
+    from transformers import DebertaV2Config
+    return DebertaV2Config(
+        vocab_size=128100, relative_attention=True, position_buckets=256, norm_rel_ebd="layer_norm",
+        share_att_key=True, pos_att_type="p2c|c2p", layer_norm_eps=1e-7, max_relative_positions=-1,
+        position_biased_input=False, type_vocab_size=0, max_position_embeddings=512, num_labels=3,
+        **GEOMETRY[name])
+
+
+def build(name):
+    """Random-weight checkpoint + ONNX fp32 + ONNX int8 under .work/<name>."""
+    import torch
+    from transformers import DebertaV2ForSequenceClassification
+    out = os.path.join(WORK, name)
+    if os.path.exists(os.path.join(out, "model.int8.onnx")):
+        return out
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    model = DebertaV2ForSequenceClassification(v3_config(name)).eval()
+    model.save_pretrained(out)
+    ids = torch.randint(4, 128000, (2, 16))
+    mask = torch.ones_like(ids)
+    torch.onnx.export(
+        model, (ids, mask), os.path.join(out, "model.onnx"), dynamo=False, opset_version=17,
+        input_names=["input_ids", "attention_mask"], output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                      "logits": {0: "batch"}})
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantize_dynamic(os.path.join(out, "model.onnx"), os.path.join(out, "model.int8.onnx"),
+                     weight_type=QuantType.QInt8)
+    return out
+
+
+def fixed_input(batch, seq, seed=1):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(4, 128000, size=(batch, seq), dtype=np.int64)
+    return ids, np.ones_like(ids)
+
+
+def worker(args):
+    """One system, one shape, in this process; prints JSON times (ms), peak RSS and logits."""
+    import numpy as np
+    ids, mask = fixed_input(args.batch, args.seq)
+    if args.system == "torch":
+        import torch
+        from transformers import DebertaV2ForSequenceClassification
+        torch.set_num_threads(args.threads)
+        model = DebertaV2ForSequenceClassification.from_pretrained(args.model).eval()
+        ti, tm = torch.from_numpy(ids), torch.from_numpy(mask)
+
+        def run():
+            with torch.inference_mode():
+                return model(input_ids=ti, attention_mask=tm).logits.numpy()
+    else:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+        name = "model.onnx" if args.system == "ort" else "model.int8.onnx"
+        sess = ort.InferenceSession(os.path.join(args.model, name), so, providers=["CPUExecutionProvider"])
+
+        def run():
+            return sess.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    for _ in range(args.warmup):
+        logits = run()
+    times = []
+    for _ in range(args.iters):
+        t = time.perf_counter()
+        logits = run()
+        times.append((time.perf_counter() - t) * 1e3)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times_ms": times, "peak_rss_mib": rss, "logits": np.asarray(logits).tolist()}))
+
+
+def measure(system, model_dir, batch, seq, iters, warmup, threads):
+    if system == "deberta":
+        cmd = [BINARY, "bench", "--model", model_dir, "--batch", str(batch), "--seq", str(seq),
+               "--iters", str(iters), "--warmup", str(warmup), "--threads", str(threads)]
+    else:
+        cmd = [sys.executable, __file__, "worker", "--system", system, "--model", model_dir, "--batch",
+               str(batch), "--seq", str(seq), "--iters", str(iters), "--warmup", str(warmup),
+               "--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def logits_of(system, model_dir, threads):
+    """Logits on a fixed 2x64 input, for the accuracy column."""
+    import numpy as np
+    if system != "deberta":
+        return np.array(measure(system, model_dir, 2, 64, 1, 0, threads)["logits"])
+    ids, mask = fixed_input(2, 64)
+    path = os.path.join(WORK, "acc_input.json")
+    with open(path, "w") as f:
+        json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist()}, f)
+    out = os.path.join(WORK, "acc_out.safetensors")
+    subprocess.run([BINARY, "forward", "--model", model_dir, "--input", path, "--output", out], check=True,
+                   capture_output=True)
+    from safetensors.numpy import load_file
+    return load_file(out)["logits"]
+
+
+def compare_model(name, rounds, iters, threads, systems):
+    model_dir = build(name)
+    rows = []
+    for batch, seq in SHAPES:
+        samples = {s: [] for s in systems}
+        rss = {s: 0.0 for s in systems}
+        for _ in range(rounds):
+            for s in systems:
+                r = measure(s, model_dir, batch, seq, iters, 1, threads)
+                samples[s] += r["times_ms"]
+                rss[s] = max(rss[s], r["peak_rss_mib"] or 0)
+        med = {s: statistics.median(v) for s, v in samples.items()}
+        rows.append(dict(shape=f"{batch}x{seq}", tokens=batch * seq, median_ms=med, peak_rss_mib=rss))
+        print(name, rows[-1], flush=True)
+    import numpy as np
+    ref = logits_of("torch", model_dir, threads)
+    acc = {s: float(np.abs(logits_of(s, model_dir, threads) - ref).max()) for s in systems}
+    return rows, acc
+
+
+def table(name, rows, acc, systems):
+    lines = [f"### v3-{name}", "", "median ms per batch (tokens/s); ratio = their time / ours", "",
+             "| shape | " + " | ".join(systems) + " | vs torch | vs ort | vs ort-int8 |",
+             "|---" * (len(systems) + 4) + "|"]
+    for r in rows:
+        m = r["median_ms"]
+        cells = [f"{m[s]:.1f} ({r['tokens'] / m[s] * 1e3:.0f})" for s in systems]
+        ratios = [f"{m[o] / m['deberta']:.2f}x" if o in m and "deberta" in m else "-" for o in ("torch", "ort", "ort-int8")]
+        lines.append(f"| {r['shape']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines += ["", "peak RSS MiB at 32x128: " + ", ".join(
+        f"{s} {r['peak_rss_mib'][s]:.0f}" for r in rows if r["shape"] == "32x128" for s in systems),
+        "", "max |logits - torch fp32| (2x64 input): " + ", ".join(f"{s} {v:.2e}" for s, v in acc.items()), ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd")
+    w = sub.add_parser("worker")
+    for a, t in [("--system", str), ("--model", str), ("--batch", int), ("--seq", int), ("--iters", int),
+                 ("--warmup", int), ("--threads", int)]:
+        w.add_argument(a, type=t, required=True)
+    ap.add_argument("--models", default="base,xsmall")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    args = ap.parse_args()
+    if args.cmd == "worker":
+        return worker(args)
+    import onnxruntime
+    import torch
+    import transformers
+    systems = args.systems.split(",")
+    sections = []
+    for name in args.models.split(","):
+        rows, acc = compare_model(name, args.rounds, args.iters, args.threads, systems)
+        sections.append(table(name, rows, acc, systems))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    head = ["# CPU benchmark results", "",
+            f"Machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}; {args.threads} threads per system.",
+            f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime "
+            f"{onnxruntime.__version__}, deberta {subprocess.run([BINARY, '--version'], capture_output=True, text=True).stdout.strip()}.",
+            f"Method: `benchmarks/compare.py --rounds {args.rounds} --iters {args.iters}`: each system in its own "
+            "process per (shape, round), systems alternating each round; medians over all timed iterations.", ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(head + sections))
+    print(open(args.out).read())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+//! `DebertaV2TokenizerFast`: the HF `tokenizers` pipeline from `tokenizer.json` (or converted
+//! from `spm.model`), with character offsets as Python reports them.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::config::TokenizerConfig;
+use crate::convert::tokenizer_json;
+use crate::encoding::{RawEncoding, SpecialIds};
+use crate::error::{Error, Result};
+use crate::spm::SentencePiece;
+use crate::text::clean_up_tokenization;
+
+/// transformers' `DebertaV2TokenizerFast`.
+#[derive(Clone)]
+pub struct FastTokenizer {
+    inner: tokenizers::Tokenizer,
+    config: TokenizerConfig,
+    specials: SpecialIds,
+}
+
+impl std::fmt::Debug for FastTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastTokenizer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fast_err(e: impl std::fmt::Display) -> Error {
+    Error::Fast(e.to_string())
+}
+
+/// Runs a `tokenizers` call, turning a panic inside the library into an error.
+fn guarded<T>(f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(fast_err),
+        Err(_) => Err(Error::Fast("the tokenizers library panicked".into())),
+    }
+}
+
+impl FastTokenizer {
+    /// Loads `dir/tokenizer.json`, or converts `dir/spm.model` when there is none.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = TokenizerConfig::from_dir(dir)?;
+        let json_path = dir.join("tokenizer.json");
+        if json_path.exists() {
+            let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
+            let inner = guarded(|| tokenizers::Tokenizer::from_str(&text))
+                .map_err(|e| Error::Fast(format!("{}: {e}", json_path.display())))?;
+            return Self::new(inner, config);
+        }
+        let spm = SentencePiece::from_file(dir.join("spm.model"))?;
+        Self::from_spm(&spm, config)
+    }
+
+    /// Converts a sentencepiece model as transformers' `DebertaV2Converter` does.
+    pub fn from_spm(spm: &SentencePiece, config: TokenizerConfig) -> Result<Self> {
+        let slow = crate::slow::SlowTokenizer::new(spm.clone(), config)?;
+        let config = slow.config().clone();
+        let ids = slow.special_ids();
+        let doc = tokenizer_json(spm.proto(), &config, spm.unk_id(), ids.cls.0, ids.sep.0);
+        let text = doc.to_string();
+        let inner = guarded(|| tokenizers::Tokenizer::from_str(&text))?;
+        Self::new(inner, config)
+    }
+
+    /// Wraps a `tokenizers::Tokenizer`; its own truncation and padding are switched off (the
+    /// crate's [`crate::encoding`] engine does both).
+    pub fn new(mut inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Result<Self> {
+        inner.with_truncation(None).map_err(fast_err)?;
+        inner.with_padding(None);
+        let id = |t: &str| {
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| Error::Fast(format!("special token {t:?} is not in the vocabulary")))
+        };
+        let s = &config.special;
+        let specials = SpecialIds {
+            cls: (id(&s.cls)?, s.cls.clone()),
+            sep: (id(&s.sep)?, s.sep.clone()),
+            pad: (id(&s.pad)?, s.pad.clone()),
+        };
+        Ok(FastTokenizer {
+            inner,
+            config,
+            specials,
+        })
+    }
+
+    /// The wrapped `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.config
+    }
+
+    /// Ids of `[CLS]`, `[SEP]` and `[PAD]`.
+    pub fn special_ids(&self) -> &SpecialIds {
+        &self.specials
+    }
+
+    /// Vocabulary size including added tokens (`len(tokenizer)`).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Tokens of `text` without special tokens, with character offsets.
+    pub fn encode_raw(&self, text: &str) -> Result<RawEncoding> {
+        let enc = guarded(|| self.inner.encode_char_offsets(text, false))?;
+        Ok(RawEncoding {
+            ids: enc.get_ids().to_vec(),
+            tokens: enc.get_tokens().to_vec(),
+            offsets: enc.get_offsets().to_vec(),
+            words: enc.get_word_ids().to_vec(),
+            special: enc.get_special_tokens_mask().to_vec(),
+        })
+    }
+
+    /// `tokenize(text)`: token strings.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        Ok(self.encode_raw(text)?.tokens)
+    }
+
+    /// `decode(ids, skip_special_tokens)` (with `clean_up_tokenization_spaces` from the config).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let text = guarded(|| self.inner.decode(ids, skip_special_tokens))?;
+        Ok(if self.config.clean_up_tokenization_spaces {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        })
+    }
+
+    /// `convert_ids_to_tokens`.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+}
