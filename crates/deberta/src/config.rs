@@ -183,9 +183,20 @@ impl DebertaV2Config {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|e| Error::Json {
-            path: path.to_path_buf(),
-            source: e,
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => Error::Config {
+                    field,
+                    reason: format!("{inner} (in {})", path.display()),
+                },
+                _ => Error::Json {
+                    path: path.to_path_buf(),
+                    source: inner,
+                },
+            }
         })?;
         config.validate().map_err(|e| match e {
             Error::Config { field, reason } => Error::Config {

@@ -80,6 +80,10 @@ fn unknown_activation_is_a_config_error() {
     let (_t, dir) = scratch("v3_buckets");
     edit_config(&dir, |c| c["hidden_act"] = "gelu_quantum".into());
     let e = load_err(&dir);
+    assert!(
+        matches!(&e, Error::Config { field, .. } if field == "hidden_act"),
+        "{e}"
+    );
     assert!(e.to_string().contains("gelu_quantum"), "{e}");
 }
 
@@ -88,7 +92,10 @@ fn wrongly_typed_field_is_a_config_error() {
     let (_t, dir) = scratch("v3_buckets");
     edit_config(&dir, |c| c["hidden_size"] = "big".into());
     let e = load_err(&dir);
-    assert!(matches!(e, Error::Json { .. }), "{e}");
+    assert!(
+        matches!(&e, Error::Config { field, .. } if field == "hidden_size"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -78,8 +78,9 @@ impl DebertaV2Encoder {
             .relative
             .map(|r| relative_index(r, len, embeddings.device()))
             .transpose()?;
+        let bias = additive_bias(pair_mask)?;
         let ctx = AttentionContext {
-            mask: pair_mask,
+            bias: &bias,
             index: index.as_ref(),
         };
         let mut layers = Vec::with_capacity(self.layers.len());
@@ -88,7 +89,8 @@ impl DebertaV2Encoder {
         for (i, layer) in self.layers.iter().enumerate() {
             let (mut out, probs) = layer.forward(&hidden, &ctx)?;
             if let Some(all) = attentions.as_mut() {
-                all.push(probs);
+                // [H, B, L, L] -> [B, H, L, L]
+                all.push(probs.transpose(0, 1)?.contiguous()?);
             }
             if let (0, Some(conv)) = (i, &self.conv) {
                 out = conv.forward(embeddings, &out, input_mask)?;
@@ -98,6 +100,15 @@ impl DebertaV2Encoder {
         }
         Ok(EncoderOutput { layers, attentions })
     }
+}
+
+/// `[B, 1, L, L]` u8 mask -> `[1, B, L, L]` f32 bias: 0 where allowed, `f32::MIN` elsewhere.
+fn additive_bias(pair_mask: &Tensor) -> Result<Tensor> {
+    let (b, _, l, _) = pair_mask.dims4()?;
+    let mask = pair_mask.reshape((1, b, l, l))?;
+    let zeros = Tensor::zeros((1, b, l, l), candle_core::DType::F32, pair_mask.device())?;
+    let min = Tensor::full(f32::MIN, (1, b, l, l), pair_mask.device())?;
+    Ok(mask.where_cond(&zeros, &min)?)
 }
 
 fn relative_index(r: RelativeSettings, len: usize, device: &Device) -> Result<RelativeIndex> {

@@ -43,13 +43,18 @@ pub fn relative_positions(len: usize, bucket_size: i64, max_position: i64) -> Ve
     rel
 }
 
-/// Flat gather indices that turn `[len, 2*span]` position scores into `[len, len]` ones.
+/// Flat gather indices that turn `[L, W]` position scores into `[L, L]` ones, over the `W`
+/// active slots `first_slot..first_slot + W` of the `2S`-row relative table.
 pub struct RelativeIndex {
-    /// c2p: entry `(i, j)` reads row `i`, column `clamp(rel[i,j] + span, 0, 2*span-1)`.
+    /// c2p: entry `(i, j)` reads row `i`, slot `clamp(rel[i,j] + span, 0, 2*span-1)`.
     pub c2p: Tensor,
-    /// p2c: entry `(i, j)` reads row `j`, column `clamp(-rel[j,i] + span, 0, 2*span-1)`
+    /// p2c: entry `(i, j)` reads row `j`, slot `clamp(-rel[j,i] + span, 0, 2*span-1)`
     /// (transformers' gather followed by a transpose).
     pub p2c: Tensor,
+    /// First table row any entry reads.
+    pub first_slot: usize,
+    /// Number of table rows read (`W`).
+    pub width: usize,
 }
 
 impl RelativeIndex {
@@ -62,21 +67,28 @@ impl RelativeIndex {
         device: &Device,
     ) -> Result<Self> {
         let rel = relative_positions(len, bucket_size, max_position);
-        let width = 2 * span as i64;
-        let clamp = |v: i64| v.clamp(0, width - 1);
+        let last = 2 * span as i64 - 1;
+        let slot = |r: i64| (r + span as i64).clamp(0, last);
+        // rel[i, j] = bucket(i - j) is odd-symmetric, so both terms read the same slot range.
+        let (lo, hi) = rel.iter().fold((last, 0), |(lo, hi), &r| {
+            (lo.min(slot(r)).min(slot(-r)), hi.max(slot(r)).max(slot(-r)))
+        });
+        let width = (hi - lo + 1) as usize;
         let mut c2p = Vec::with_capacity(len * len);
         let mut p2c = Vec::with_capacity(len * len);
         for i in 0..len {
             for j in 0..len {
-                let r_ij = rel[i * len + j];
-                let r_ji = rel[j * len + i];
-                c2p.push((i as i64 * width + clamp(r_ij + span as i64)) as u32);
-                p2c.push((j as i64 * width + clamp(-r_ji + span as i64)) as u32);
+                let c = slot(rel[i * len + j]) - lo;
+                let p = slot(-rel[j * len + i]) - lo;
+                c2p.push((i * width) as u32 + c as u32);
+                p2c.push((j * width) as u32 + p as u32);
             }
         }
         Ok(Self {
             c2p: Tensor::from_vec(c2p, len * len, device)?,
             p2c: Tensor::from_vec(p2c, len * len, device)?,
+            first_slot: lo as usize,
+            width,
         })
     }
 }
