@@ -329,14 +329,36 @@ fn masked_lm_ignores_the_rtd_head_and_tied_decoder_copies() {
     let z = Tensor::zeros((32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
     tensors.insert("mask_predictions.dense.weight".into(), z.clone());
     tensors.insert("mask_predictions.classifier.weight".into(), z);
-    tensors.insert("cls.predictions.decoder.weight".into(), tensors["deberta.embeddings.word_embeddings.weight"].clone());
-    tensors.insert("cls.predictions.decoder.bias".into(), tensors["cls.predictions.bias"].clone());
+    tensors.insert(
+        "cls.predictions.decoder.weight".into(),
+        tensors["deberta.embeddings.word_embeddings.weight"].clone(),
+    );
+    tensors.insert(
+        "cls.predictions.decoder.bias".into(),
+        tensors["cls.predictions.bias"].clone(),
+    );
     safetensors::save(&tensors, &path).unwrap();
     let model = TaskModel::from_pretrained(tmp.path(), None, &Device::Cpu).unwrap();
     let report = model.report();
     assert!(report.unexpected.is_empty(), "{report:?}");
-    assert_eq!(report.ignored, ["cls.predictions.decoder.bias", "mask_predictions.classifier.weight", "mask_predictions.dense.weight"]);
+    assert_eq!(
+        report.ignored,
+        [
+            "cls.predictions.decoder.bias",
+            "mask_predictions.classifier.weight",
+            "mask_predictions.dense.weight"
+        ]
+    );
     // The same tensors are unexpected for a head that does not know them.
-    let seq = TaskModel::from_pretrained(tmp.path(), Some(HeadKind::SequenceClassification), &Device::Cpu).unwrap();
-    assert!(seq.report().unexpected.iter().any(|n| n.starts_with("mask_predictions.")));
+    let seq = TaskModel::from_pretrained(
+        tmp.path(),
+        Some(HeadKind::SequenceClassification),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(seq
+        .report()
+        .unexpected
+        .iter()
+        .any(|n| n.starts_with("mask_predictions.")));
 }
