@@ -22,12 +22,14 @@
 pub mod activation;
 pub mod config;
 mod error;
+pub mod export;
 pub mod heads;
 pub mod json_input;
 pub mod loss;
 pub mod model;
 mod nn;
 pub mod pretrained;
+pub mod tf;
 pub mod weights;
 
 pub use activation::Activation;

@@ -8,7 +8,7 @@ use candle_core::Device;
 
 use crate::config::DebertaV2Config;
 use crate::model::DebertaV2Model;
-use crate::weights::{Checkpoint, LoadReport, LoadState, Weights};
+use crate::weights::{Checkpoint, LoadReport, LoadState, WeightFormat, Weights};
 use crate::{Error, Result};
 use candle_core::Tensor;
 
@@ -32,6 +32,18 @@ pub fn load_config(dir: impl AsRef<Path>) -> Result<DebertaV2Config> {
         });
     }
     DebertaV2Config::from_file(path)
+}
+
+/// Reads `config.json` and opens the weights of a checkpoint directory: the format transformers
+/// would pick (safetensors, then PyTorch, then TF) when `format` is `None`, else that one. Load
+/// a model from the result with `TaskModel::from_checkpoint` or `DebertaV2Model::from_checkpoint`.
+pub fn open_pretrained(
+    dir: impl AsRef<Path>,
+    format: Option<WeightFormat>,
+) -> Result<(DebertaV2Config, Checkpoint)> {
+    let config = load_config(&dir)?;
+    let checkpoint = Checkpoint::open_dir(dir.as_ref(), format)?;
+    Ok((config, checkpoint))
 }
 
 /// transformers' `_keys_to_ignore_on_load_unexpected` for every DeBERTa-v2 class.

@@ -2,8 +2,12 @@
 //! tensors the model read so that nothing in a checkpoint goes unnoticed.
 //!
 //! Formats: `model.safetensors` (memory-mapped), `model.safetensors.index.json` (sharded),
-//! `pytorch_model.bin` (the zip/pickle format of `torch.save`) and its sharded index. Tensors
-//! stored as f16/bf16/f32/f64 are converted to f32.
+//! `pytorch_model.bin` (the zip/pickle format of `torch.save`), its sharded index, and
+//! `tf_model.h5` (Keras weights of the TF classes, presented under PyTorch names and layouts by
+//! [`crate::tf::TfWeights`]). Tensors stored as f16/bf16/f32/f64 are converted to f32.
+//!
+//! When a directory has several, the order is transformers': safetensors, then PyTorch, then
+//! TF ([`Checkpoint::from_dir`]); [`Checkpoint::from_dir_as`] picks one format.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use crate::tf::TfWeights;
 use crate::{Error, Result};
 
 /// The on-disk format a checkpoint was read from.
@@ -19,6 +24,34 @@ use crate::{Error, Result};
 pub enum WeightFormat {
     Safetensors,
     PyTorch,
+    /// `tf_model.h5` of transformers' TF classes.
+    Tf,
+}
+
+impl WeightFormat {
+    /// The CLI name: `safetensors`, `pytorch` or `tf`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::Safetensors => "safetensors",
+            WeightFormat::PyTorch => "pytorch",
+            WeightFormat::Tf => "tf",
+        }
+    }
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "safetensors" => Ok(WeightFormat::Safetensors),
+            "pytorch" | "pt" | "bin" => Ok(WeightFormat::PyTorch),
+            "tf" | "tensorflow" | "h5" => Ok(WeightFormat::Tf),
+            other => Err(Error::input(format!(
+                "unknown weight format `{other}` (expected safetensors, pytorch or tf)"
+            ))),
+        }
+    }
 }
 
 /// Where a tensor lives: which file, and the shape stored there.
@@ -31,6 +64,7 @@ struct TensorEntry {
 enum Reader {
     Safetensors(MmapedSafetensors),
     PyTorch(candle_core::pickle::PthTensors),
+    Tf(TfWeights),
 }
 
 /// An opened checkpoint: the weights file(s) and the inventory of tensor names in them.
@@ -41,7 +75,7 @@ pub struct Checkpoint {
 }
 
 /// Weight files in the order transformers prefers them.
-const CANDIDATES: [(&str, WeightFormat, bool); 4] = [
+const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
     ("model.safetensors", WeightFormat::Safetensors, false),
     (
         "model.safetensors.index.json",
@@ -50,19 +84,33 @@ const CANDIDATES: [(&str, WeightFormat, bool); 4] = [
     ),
     ("pytorch_model.bin", WeightFormat::PyTorch, false),
     ("pytorch_model.bin.index.json", WeightFormat::PyTorch, true),
+    ("tf_model.h5", WeightFormat::Tf, false),
 ];
 
 impl Checkpoint {
-    /// Opens the weights of a checkpoint directory, choosing the format as transformers does.
+    /// Opens the weights of a checkpoint directory, choosing the format as transformers does
+    /// (safetensors, then PyTorch, then TF).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
+        Self::open_dir(dir.as_ref(), None)
+    }
+
+    /// Opens the weights of a checkpoint directory in the given format only.
+    pub fn from_dir_as(dir: impl AsRef<Path>, format: WeightFormat) -> Result<Self> {
+        Self::open_dir(dir.as_ref(), Some(format))
+    }
+
+    /// [`Checkpoint::from_dir`] when `format` is `None`, else [`Checkpoint::from_dir_as`].
+    pub fn open_dir(dir: &Path, format: Option<WeightFormat>) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "not a directory".into(),
             });
         }
-        for (name, format, sharded) in CANDIDATES {
+        let wanted = CANDIDATES
+            .iter()
+            .filter(|c| format.is_none_or(|f| f == c.1));
+        for &(name, format, sharded) in wanted.clone() {
             let path = dir.join(name);
             if path.is_file() {
                 let files = if sharded {
@@ -73,12 +121,11 @@ impl Checkpoint {
                 return Self::from_files(&files, format);
             }
         }
-        let what = if dir.join("tf_model.h5").is_file() {
-            "only tf_model.h5 found; TensorFlow checkpoints are not supported yet".to_string()
-        } else {
-            let names: Vec<&str> = CANDIDATES.iter().map(|c| c.0).collect();
-            format!("no weights file (looked for {})", names.join(", "))
-        };
+        let names: Vec<&str> = wanted.map(|c| c.0).collect();
+        let mut what = format!("no weights file (looked for {})", names.join(", "));
+        if dir.join("tf_model.h5.index.json").is_file() {
+            what.push_str("; sharded TF checkpoints (tf_model.h5.index.json) are not supported");
+        }
         Err(Error::MissingFile {
             dir: dir.to_path_buf(),
             what,
@@ -149,15 +196,29 @@ impl Checkpoint {
         }
     }
 
+    fn missing(&self, name: &str) -> Error {
+        let mut source_desc = self.describe();
+        if self.format == WeightFormat::Tf {
+            if let Some((tf, _)) = crate::tf::pt_to_tf(name) {
+                source_desc.push_str(&format!(" (TF weight `<model>/{tf}:0`)"));
+            }
+        }
+        Error::MissingWeight {
+            name: name.to_string(),
+            source_desc,
+        }
+    }
+
     /// Loads one tensor as f32 on `device`, checking its shape.
     pub fn load(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
-        let entry = self
-            .inventory
-            .get(name)
-            .ok_or_else(|| Error::MissingWeight {
-                name: name.to_string(),
-                source_desc: self.describe(),
-            })?;
+        let entry = self.inventory.get(name).ok_or_else(|| self.missing(name))?;
+        let (path, reader) = self
+            .files
+            .get(entry.file)
+            .ok_or_else(|| Error::input(format!("internal: no shard for `{name}`")))?;
+        if let Reader::Tf(tf) = reader {
+            return tf.load(name, shape, device);
+        }
         if entry.shape != shape {
             return Err(Error::WeightShape {
                 name: name.to_string(),
@@ -165,16 +226,13 @@ impl Checkpoint {
                 got: entry.shape.clone(),
             });
         }
-        let (path, reader) = self
-            .files
-            .get(entry.file)
-            .ok_or_else(|| Error::input(format!("internal: no shard for `{name}`")))?;
         let tensor = match reader {
             Reader::Safetensors(st) => st.load(name, device),
             Reader::PyTorch(pth) => pth.get(name).and_then(|t| {
                 t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished")))?
                     .to_device(device)
             }),
+            Reader::Tf(_) => Err(candle_core::Error::Msg("internal: TF read above".into())),
         }
         .map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))?;
         to_f32(tensor).map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))
@@ -254,6 +312,11 @@ fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
                 .map(|(name, info)| (name.clone(), info.layout.shape().dims().to_vec()))
                 .collect();
             Ok((Reader::PyTorch(pth), names))
+        }
+        WeightFormat::Tf => {
+            let tf = TfWeights::open(path)?;
+            let names = tf.names();
+            Ok((Reader::Tf(tf), names))
         }
     }
 }

@@ -8,13 +8,19 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use deberta::json_input::ForwardInputs;
+use deberta::pretrained::open_pretrained;
 use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel, TaskOutput};
 
 #[derive(Args)]
 pub struct ForwardArgs {
-    /// Checkpoint directory (config.json + model.safetensors / sharded index / pytorch_model.bin).
+    /// Checkpoint directory (config.json + model.safetensors / sharded index / pytorch_model.bin
+    /// / tf_model.h5).
     #[arg(long)]
     model: PathBuf,
+    /// Which weights file to read when there are several (default: safetensors, then pytorch,
+    /// then tf, as transformers does).
+    #[arg(long, value_parser = ["safetensors", "pytorch", "tf"])]
+    weights: Option<String>,
     /// JSON object with input_ids and optional attention_mask, token_type_ids, position_ids,
     /// labels, start_positions, end_positions.
     #[arg(long)]
@@ -39,7 +45,11 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         "auto" => None,
         name => Some(name.parse::<HeadKind>()?),
     };
-    let model = TaskModel::from_pretrained(&args.model, kind, &device)
+    let format = args.weights.as_deref().map(str::parse).transpose()?;
+    let model = open_pretrained(&args.model, format)
+        .and_then(|(config, checkpoint)| {
+            TaskModel::from_checkpoint(&checkpoint, config, kind, &device)
+        })
         .with_context(|| format!("loading {}", args.model.display()))?;
     let report = model.report();
     eprintln!(

@@ -1,0 +1,170 @@
+//! Writing checkpoint directories in each of transformers' weight formats, and converting
+//! between them (`deberta convert`).
+//!
+//! A conversion loads the model class named by `config.json` exactly as a forward pass would,
+//! and writes the weights it holds: what transformers' `from_pretrained` + `save_pretrained`
+//! would write, so the result loads with no missing or unexpected keys. Tensors transformers
+//! ignores on load (`mask_predictions.*`, unused absolute positions) are dropped.
+
+pub mod keras;
+pub mod pytorch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use crate::config::DebertaV2Config;
+use crate::heads::{masked_lm, HeadKind, MlmLayout};
+use crate::pretrained::{ignored_by_all, load_config, load_with, Loaded};
+use crate::weights::{Checkpoint, LoadReport, WeightFormat, Weights};
+use crate::{
+    DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
+    DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, DebertaV2Model, Error,
+    Result,
+};
+
+/// Files copied next to the weights when present (tokenizer and its config).
+pub const SIDE_FILES: [&str; 5] = [
+    "spm.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+];
+
+/// The weights file a format is saved as.
+pub fn weights_file_name(format: WeightFormat) -> &'static str {
+    match format {
+        WeightFormat::Safetensors => "model.safetensors",
+        WeightFormat::PyTorch => "pytorch_model.bin",
+        WeightFormat::Tf => "tf_model.h5",
+    }
+}
+
+/// Writes `state` (as a loaded model holds it) into `dir` (created if needed) in `format`;
+/// returns the file. Nothing is created when TF cannot hold the weights.
+pub fn save_weights(
+    state: &BTreeMap<String, Tensor>,
+    config: &DebertaV2Config,
+    kind: HeadKind,
+    format: WeightFormat,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let path = dir.join(weights_file_name(format));
+    let layers = match format {
+        WeightFormat::Tf => Some(keras::to_layers(state, config, kind)?),
+        _ => None,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    match (format, layers) {
+        (_, Some(layers)) => crate::tf::h5::write(&path, &layers)?,
+        (WeightFormat::Safetensors, None) => {
+            let tensors: HashMap<String, Tensor> =
+                state.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            candle_core::safetensors::save(&tensors, &path)
+                .map_err(|e| Error::weight_file(&path, e))?;
+        }
+        (_, None) => pytorch::save(state, &path)?,
+    }
+    Ok(path)
+}
+
+/// What a conversion read and wrote.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The model class the weights were loaded as.
+    pub kind: HeadKind,
+    /// The source load (files read, tensors dropped or initialised).
+    pub report: LoadReport,
+    /// The weights file written.
+    pub weights: PathBuf,
+    /// Every file written or copied into the output directory.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads the checkpoint in `src` (choosing the format as [`Checkpoint::from_dir`] does, or
+/// `from`) and writes it to `dst` in `to`, with `config.json` and the tokenizer files.
+pub fn convert(
+    src: &Path,
+    dst: &Path,
+    to: WeightFormat,
+    from: Option<WeightFormat>,
+) -> Result<Converted> {
+    let config = load_config(src)?;
+    let checkpoint = Checkpoint::open_dir(src, from)?;
+    if same_dir(src, dst) {
+        return Err(Error::input(format!(
+            "the output directory {} is the source directory; choose another",
+            dst.display()
+        )));
+    }
+    let kind = HeadKind::from_config(&config)?;
+    let loaded = load_state(&checkpoint, &config, kind)?;
+    let mut out_config = config.clone();
+    out_config.architectures = Some(vec![kind.class_name().to_string()]);
+    if let Some(layout) = loaded.model {
+        out_config.legacy = layout == MlmLayout::Legacy;
+    }
+    let weights = save_weights(&loaded.state_dict, &out_config, kind, to, dst)?;
+    out_config.save(dst)?;
+    let mut files = vec![weights.clone(), dst.join("config.json")];
+    files.extend(copy_side_files(src, dst)?);
+    Ok(Converted {
+        kind,
+        report: loaded.report,
+        weights,
+        files,
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copies the tokenizer files of `src` that exist into `dst`.
+pub fn copy_side_files(src: &Path, dst: &Path) -> Result<Vec<PathBuf>> {
+    let mut copied = Vec::new();
+    for name in SIDE_FILES {
+        let from = src.join(name);
+        if from.is_file() {
+            let to = dst.join(name);
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+            copied.push(to);
+        }
+    }
+    Ok(copied)
+}
+
+/// Loads `kind` over `checkpoint` for its weights; the MLM head layout when `kind` is MLM.
+pub fn load_state(
+    checkpoint: &Checkpoint,
+    config: &DebertaV2Config,
+    kind: HeadKind,
+) -> Result<Loaded<Option<MlmLayout>>> {
+    let ignore = move |name: &str| match kind {
+        HeadKind::MaskedLm => masked_lm::ignored(name),
+        _ => ignored_by_all(name),
+    };
+    load_with(checkpoint, config, &Device::Cpu, ignore, |w, cfg| {
+        build(kind, w, cfg)
+    })
+}
+
+fn build(kind: HeadKind, w: &Weights, cfg: &DebertaV2Config) -> Result<Option<MlmLayout>> {
+    match kind {
+        HeadKind::Base => DebertaV2Model::load(&w.backbone_saved_as(""), cfg).map(|_| None),
+        HeadKind::MaskedLm => DebertaV2ForMaskedLM::load(w, cfg).map(|m| Some(m.layout())),
+        HeadKind::SequenceClassification => {
+            DebertaV2ForSequenceClassification::load(w, cfg).map(|_| None)
+        }
+        HeadKind::TokenClassification => {
+            DebertaV2ForTokenClassification::load(w, cfg).map(|_| None)
+        }
+        HeadKind::QuestionAnswering => DebertaV2ForQuestionAnswering::load(w, cfg).map(|_| None),
+        HeadKind::MultipleChoice => DebertaV2ForMultipleChoice::load(w, cfg).map(|_| None),
+    }
+}
