@@ -26,6 +26,7 @@ pub mod export;
 pub mod heads;
 pub mod json_input;
 pub mod loss;
+mod mmap_safetensors;
 pub mod model;
 mod nn;
 pub mod pretrained;

@@ -13,9 +13,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use crate::mmap_safetensors::SafetensorsFile;
 use crate::tf::TfWeights;
 use crate::{Error, Result};
 
@@ -62,7 +62,7 @@ struct TensorEntry {
 }
 
 enum Reader {
-    Safetensors(MmapedSafetensors),
+    Safetensors(SafetensorsFile),
     PyTorch(candle_core::pickle::PthTensors),
     Tf(TfWeights),
 }
@@ -290,16 +290,8 @@ type Names = Vec<(String, Vec<usize>)>;
 fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
     match format {
         WeightFormat::Safetensors => {
-            // SAFETY: the file is memory-mapped read-only; like every mmap-based loader we rely on
-            // it not being modified while the checkpoint is open.
-            let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| {
-                Error::weight_file(path, format!("not a valid safetensors file: {e}"))
-            })?;
-            let names = st
-                .tensors()
-                .into_iter()
-                .map(|(name, view)| (name, view.shape().to_vec()))
-                .collect();
+            let st = SafetensorsFile::open(path)?;
+            let names = st.names();
             Ok((Reader::Safetensors(st), names))
         }
         WeightFormat::PyTorch => {
