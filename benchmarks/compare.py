@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work")
-BINARY = os.path.join(REPO, "target", "release", "deberta")
+BINARY = os.environ.get("DEBERTA_BIN", os.path.join(REPO, "target", "release", "deberta"))
 SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512), (4, 512)]
 SYSTEMS = ["torch", "ort", "ort-int8", "deberta"]
 GEOMETRY = {
