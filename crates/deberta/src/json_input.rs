@@ -81,6 +81,27 @@ impl ForwardInputs {
     }
 }
 
+impl ForwardInputs {
+    /// The model inputs (ids, masks, type and position ids).
+    pub fn model_input(&self) -> crate::ModelInput {
+        crate::ModelInput {
+            input_ids: self.input_ids.clone(),
+            attention_mask: self.attention_mask.clone(),
+            token_type_ids: self.token_type_ids.clone(),
+            position_ids: self.position_ids.clone(),
+        }
+    }
+
+    /// The labels, borrowed.
+    pub fn labels(&self) -> crate::Labels<'_> {
+        crate::Labels {
+            labels: self.labels.as_ref(),
+            start_positions: self.start_positions.as_ref(),
+            end_positions: self.end_positions.as_ref(),
+        }
+    }
+}
+
 fn map_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name).filter(|v| !v.is_null())
 }

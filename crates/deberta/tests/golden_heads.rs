@@ -19,17 +19,8 @@ fn case_dir(name: &str) -> std::path::PathBuf {
 fn run(model: &TaskModel, dir: &Path, run: &str) -> TaskOutput {
     let dev = Device::Cpu;
     let inputs = ForwardInputs::from_file(dir.join(format!("{run}.input.json")), &dev).unwrap();
-    let input = ModelInput {
-        input_ids: inputs.input_ids.clone(),
-        attention_mask: inputs.attention_mask.clone(),
-        token_type_ids: inputs.token_type_ids.clone(),
-        position_ids: inputs.position_ids.clone(),
-    };
-    let labels = Labels {
-        labels: inputs.labels.as_ref(),
-        start_positions: inputs.start_positions.as_ref(),
-        end_positions: inputs.end_positions.as_ref(),
-    };
+    let input = inputs.model_input();
+    let labels = inputs.labels();
     let opts = ForwardOptions {
         output_hidden_states: true,
         output_attentions: false,

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use deberta::json_input::ForwardInputs;
 use deberta::pretrained::open_pretrained;
-use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel, TaskOutput};
+use deberta::{ForwardOptions, HeadKind, TaskModel, TaskOutput};
 
 #[derive(Args)]
 pub struct ForwardArgs {
@@ -69,17 +69,8 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         eprintln!("warning: {name} is not in the checkpoint; newly initialised");
     }
     let inputs = ForwardInputs::from_file(&args.input, &device)?;
-    let input = ModelInput {
-        input_ids: inputs.input_ids.clone(),
-        attention_mask: inputs.attention_mask.clone(),
-        token_type_ids: inputs.token_type_ids.clone(),
-        position_ids: inputs.position_ids.clone(),
-    };
-    let labels = Labels {
-        labels: inputs.labels.as_ref(),
-        start_positions: inputs.start_positions.as_ref(),
-        end_positions: inputs.end_positions.as_ref(),
-    };
+    let input = inputs.model_input();
+    let labels = inputs.labels();
     let opts = ForwardOptions {
         output_hidden_states: args.hidden_states,
         output_attentions: args.attentions,

@@ -11,13 +11,12 @@
 //! the `lm_predictions.*` weights of Microsoft's checkpoints and predicts noise
 //! (transformers#15216). We load whichever layout the checkpoint carries.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::{LayerNorm, Linear};
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
-use crate::heads::{model_input_dims, TaskOutput};
-use crate::loss::{cross_entropy, label_ids, IGNORE_INDEX};
+use crate::heads::{per_token_loss, TaskOutput};
 use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
 use crate::nn::{apply, layer_norm_or_init, linear_or_init};
 use crate::weights::{Init, Weights};
@@ -145,25 +144,9 @@ impl DebertaV2ForMaskedLM {
         let logits = x
             .broadcast_matmul(&self.decoder.t()?)?
             .broadcast_add(&self.bias)?;
-        let loss = match labels {
-            Some(labels) => {
-                let (b, l) = model_input_dims(input)?;
-                if labels.dims() != [b, l] {
-                    return Err(Error::input(format!(
-                        "labels must be [{b}, {l}], got {:?}",
-                        labels.dims()
-                    )));
-                }
-                let flat = logits.flatten_to(D::Minus2)?;
-                Some(cross_entropy(
-                    &flat,
-                    &label_ids(labels)?,
-                    IGNORE_INDEX,
-                    "labels",
-                )?)
-            }
-            None => None,
-        };
+        let loss = labels
+            .map(|labels| per_token_loss(&logits, labels, input))
+            .transpose()?;
         Ok(TaskOutput::logits(logits, loss, out))
     }
 }

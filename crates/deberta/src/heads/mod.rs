@@ -64,6 +64,29 @@ pub(crate) fn model_input_dims(input: &ModelInput) -> Result<(usize, usize)> {
     })
 }
 
+/// Cross-entropy of per-token `logits [B, L, C]` against `labels [B, L]` (-100 ignored), as the
+/// masked-LM and token-classification heads compute it.
+pub(crate) fn per_token_loss(
+    logits: &Tensor,
+    labels: &Tensor,
+    input: &ModelInput,
+) -> Result<Tensor> {
+    let (b, l) = model_input_dims(input)?;
+    if labels.dims() != [b, l] {
+        return Err(Error::input(format!(
+            "labels must be [{b}, {l}], got {:?}",
+            labels.dims()
+        )));
+    }
+    let flat = logits.flatten_to(candle_core::D::Minus2)?; // [B*L, C]
+    crate::loss::cross_entropy(
+        &flat,
+        &crate::loss::label_ids(labels)?,
+        crate::loss::IGNORE_INDEX,
+        "labels",
+    )
+}
+
 /// The model classes, by transformers class name and by CLI name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadKind {

@@ -2,16 +2,15 @@
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L1097>
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::Linear;
 
 use crate::config::DebertaV2Config;
-use crate::heads::{model_input_dims, TaskOutput};
-use crate::loss::{cross_entropy, label_ids, IGNORE_INDEX};
+use crate::heads::{per_token_loss, TaskOutput};
 use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
 use crate::nn::{apply, linear_or_init};
 use crate::weights::Weights;
-use crate::{Error, Result};
+use crate::Result;
 
 pub struct DebertaV2ForTokenClassification {
     deberta: DebertaV2Model,
@@ -45,25 +44,9 @@ impl DebertaV2ForTokenClassification {
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
         let logits = apply(&self.classifier, &out.last_hidden_state)?;
-        let loss = match labels {
-            Some(labels) => {
-                let (b, l) = model_input_dims(input)?;
-                if labels.dims() != [b, l] {
-                    return Err(Error::input(format!(
-                        "labels must be [{b}, {l}], got {:?}",
-                        labels.dims()
-                    )));
-                }
-                let flat = logits.flatten_to(D::Minus2)?;
-                Some(cross_entropy(
-                    &flat,
-                    &label_ids(labels)?,
-                    IGNORE_INDEX,
-                    "labels",
-                )?)
-            }
-            None => None,
-        };
+        let loss = labels
+            .map(|labels| per_token_loss(&logits, labels, input))
+            .transpose()?;
         Ok(TaskOutput::logits(logits, loss, out))
     }
 }
