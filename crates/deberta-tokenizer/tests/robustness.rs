@@ -84,7 +84,7 @@ fn dirs() -> Vec<PathBuf> {
 fn check(tok: &Tokenizer, a: &str, b: &str, rng: &mut Lcg) {
     let max_length = 5 + rng.next() % 12;
     let opts = EncodeOptions {
-        add_special_tokens: rng.next() % 4 != 0,
+        add_special_tokens: !rng.next().is_multiple_of(4),
         truncation: Some(Truncation {
             max_length,
             strategy: [
@@ -93,7 +93,7 @@ fn check(tok: &Tokenizer, a: &str, b: &str, rng: &mut Lcg) {
                 TruncationStrategy::OnlySecond,
             ][rng.next() % 3],
             stride: rng.next() % 3,
-            side: if rng.next() % 2 == 0 {
+            side: if rng.next().is_multiple_of(2) {
                 Side::Left
             } else {
                 Side::Right
