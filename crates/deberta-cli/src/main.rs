@@ -23,6 +23,18 @@ enum Command {
     Tokenize(commands::tokenize::TokenizeArgs),
     /// Time the forward pass on random ids and print one JSON object.
     Bench(commands::bench::BenchArgs),
+    /// Predict the [MASK] tokens of texts (transformers' fill-mask pipeline).
+    FillMask(commands::fill_mask::FillMaskArgs),
+    /// Classify texts or text pairs (transformers' text-classification pipeline).
+    Classify(commands::classify::ClassifyArgs),
+    /// Zero-shot classification with an NLI model (transformers' zero-shot-classification).
+    ZeroShot(commands::zero_shot::ZeroShotArgs),
+    /// Named entities / token classification (transformers' token-classification).
+    Ner(commands::ner::NerArgs),
+    /// Extractive question answering (transformers' question-answering).
+    Qa(commands::qa::QaArgs),
+    /// Multiple choice: score each choice for a prompt.
+    Choice(commands::choice::ChoiceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,5 +60,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(args) => commands::convert::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::FillMask(args) => commands::fill_mask::run(args),
+        Command::Classify(args) => commands::classify::run(args),
+        Command::ZeroShot(args) => commands::zero_shot::run(args),
+        Command::Ner(args) => commands::ner::run(args),
+        Command::Qa(args) => commands::qa::run(args),
+        Command::Choice(args) => commands::choice::run(args),
     }
 }

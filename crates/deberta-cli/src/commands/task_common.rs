@@ -1,0 +1,189 @@
+//! What the task subcommands share: model loading (directory or hub id, device, threads,
+//! batch settings), JSONL input with per-line errors, ordered JSON output, the progress bar.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use deberta::HeadKind;
+use deberta_tasks::{resolve_model, Engine, EngineOptions};
+use deberta_tokenizer::Tokenizer;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Flags every task command takes.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Checkpoint directory, or a hub id (`org/name[@revision]`) looked up in the HuggingFace
+    /// cache (HF_HOME / HF_HUB_CACHE) and downloaded unless HF_HUB_OFFLINE is set.
+    #[arg(long, env = "DEBERTA_MODEL")]
+    pub model: String,
+    /// Tokenizer directory (default: the model's).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// JSON lines to process (`-` = stdin); read from stdin when no input is given as arguments.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Where to write the JSON (lines); default stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Inputs per forward pass (inputs are sorted by length and padded per batch).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Truncate inputs to this many tokens (QA: the default window length; NER and zero-shot:
+    /// instead of the tokenizer's model_max_length).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// CPU worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, cuda, cuda:N or metal (cuda / metal need a build with that feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn device(name: &str) -> Result<Device> {
+    Ok(match name.split_once(':') {
+        None if name == "cpu" => Device::Cpu,
+        None if name == "cuda" => Device::new_cuda(0)?,
+        None if name == "metal" => Device::new_metal(0)?,
+        Some(("cuda", n)) => Device::new_cuda(n.parse().context("--device cuda:N")?)?,
+        Some(("metal", n)) => Device::new_metal(n.parse().context("--device metal:N")?)?,
+        _ => bail!("unknown --device `{name}` (cpu, cuda, cuda:N, metal)"),
+    })
+}
+
+/// Loads the model with the `head` and its tokenizer as the flags say.
+pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
+    if let Some(t) = args.threads {
+        // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let dir = resolve_model(&args.model)?;
+    let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| dir.clone());
+    let tokenizer = Tokenizer::from_dir(&tokenizer_dir)
+        .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
+    let engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    Ok(engine.with_options(EngineOptions {
+        batch_size: args.batch_size,
+        max_length: args.max_length,
+    }))
+}
+
+fn output(args: &CommonArgs) -> Result<Box<dyn Write>> {
+    Ok(match &args.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+/// Writes the result of the single input given as arguments.
+pub fn write_single<R: Serialize>(
+    args: &CommonArgs,
+    result: deberta_tasks::Result<R>,
+) -> Result<()> {
+    let value = result?;
+    let mut out = output(args)?;
+    serde_json::to_writer_pretty(&mut out, &value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads JSON lines (`--input` or stdin), runs `process` on chunks of parsed lines, and writes
+/// one line per input line in order: the result, or `{"line": n, "error": ...}`. Fails at the
+/// end, naming the lines, when any line failed.
+pub fn run_jsonl<T, R>(
+    args: &CommonArgs,
+    process: impl Fn(&[T]) -> Vec<deberta_tasks::Result<R>>,
+) -> Result<()>
+where
+    T: DeserializeOwned + Clone,
+    R: Serialize,
+{
+    let reader: Box<dyn Read> = match args.input.as_deref() {
+        Some(p) if p.as_os_str() != "-" => {
+            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+        }
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let mut lines = Vec::new();
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", i + 1))?;
+        if !line.trim().is_empty() {
+            lines.push((i + 1, line));
+        }
+    }
+    let parsed: Vec<(usize, Result<T, String>)> = lines
+        .iter()
+        .map(|(n, l)| {
+            (
+                *n,
+                serde_json::from_str::<T>(l).map_err(|e| format!("malformed JSON line: {e}")),
+            )
+        })
+        .collect();
+    let bar = progress(parsed.len());
+    let mut out = output(args)?;
+    let mut failed = Vec::new();
+    let chunk = args.batch_size.max(1) * 16;
+    for group in parsed.chunks(chunk) {
+        let owned: Vec<T> = group
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok().cloned())
+            .collect();
+        let mut results = process(&owned).into_iter();
+        for (n, p) in group {
+            let value = match p {
+                Err(e) => Err(e.clone()),
+                Ok(_) => match results.next() {
+                    // Serialised directly, so fields keep the order of the single-input output.
+                    Some(Ok(r)) => serde_json::to_string(&r).map_err(|e| e.to_string()),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("no result".to_string()),
+                },
+            };
+            let line = match value {
+                Ok(json) => json,
+                Err(e) => {
+                    failed.push(*n);
+                    serde_json::json!({ "line": n, "error": e }).to_string()
+                }
+            };
+            writeln!(out, "{line}")?;
+        }
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    out.flush()?;
+    if !failed.is_empty() {
+        let list: Vec<String> = failed.iter().map(usize::to_string).collect();
+        bail!(
+            "{} of {} lines failed: line(s) {}",
+            failed.len(),
+            parsed.len(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A bar with rate and ETA on stderr; hidden when stderr is not a terminal.
+fn progress(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} inputs {per_sec} ETA {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,267 @@
+//! The task subcommands end to end on the committed task fixtures (`fixtures/tasks/`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn model(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tasks")
+        .join(name);
+    p.to_str().unwrap().to_string()
+}
+
+/// Runs `deberta <args>` with `stdin`; returns (success, stdout, stderr).
+fn deberta(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deberta"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn fill_mask_single_and_jsonl_with_bad_lines() {
+    let m = model("fill_mask");
+    let (ok, out, err) = deberta(
+        &[
+            "fill-mask",
+            "--model",
+            &m,
+            "--top-k",
+            "2",
+            "The capital of France is [MASK].",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["token_str"], "Umpqua");
+
+    let input = "{\"text\": \"A [MASK] b.\"}\n{\"text\": \"no mask here\"}\nnot json\n\n{\"text\": \"\"}\n{\"text\": \"[MASK] and [MASK]\"}\n";
+    let (ok, out, err) = deberta(&["fill-mask", "--model", &m, "--batch-size", "2"], input);
+    assert!(!ok);
+    assert!(
+        err.contains("3 of 5 lines failed: line(s) 2, 3, 5"),
+        "{err}"
+    );
+    let out = lines(&out);
+    assert_eq!(out.len(), 5);
+    assert!(out[0].is_array());
+    assert_eq!(out[1]["line"], 2);
+    assert!(out[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no mask token ([MASK])"));
+    assert!(out[2]["error"].as_str().unwrap().contains("malformed JSON"));
+    assert!(out[3]["error"].as_str().unwrap().contains("`text`"));
+    assert_eq!(
+        out[4].as_array().unwrap().len(),
+        2,
+        "two masks: one list per mask"
+    );
+}
+
+#[test]
+fn classify_pairs_and_top_k() {
+    let m = model("nli");
+    let input = "{\"text\": \"A man is eating.\", \"text_pair\": \"Someone eats food.\"}\n{\"text\": \"Hello\"}\n";
+    let (ok, out, err) = deberta(&["classify", "--model", &m, "--top-k", "all"], input);
+    assert!(ok, "{err}");
+    let out = lines(&out);
+    assert_eq!(out[0].as_array().unwrap().len(), 3);
+    assert_eq!(out[0][0]["label"], "neutral");
+    let (ok, _, err) = deberta(
+        &[
+            "classify",
+            "--model",
+            &m,
+            "--function-to-apply",
+            "tanh",
+            "x",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("function_to_apply"), "{err}");
+}
+
+#[test]
+fn zero_shot_labels_per_line() {
+    let m = model("nli");
+    let input = "{\"text\": \"The match ended 3-1.\"}\n{\"text\": \"Tax rises\", \"candidate_labels\": \"politics, sports\"}\n{\"text\": \"x\", \"candidate_labels\": []}\n";
+    let (ok, out, err) = deberta(
+        &[
+            "zero-shot",
+            "--model",
+            &m,
+            "--labels",
+            "sports,politics,cooking",
+        ],
+        input,
+    );
+    assert!(!ok && err.contains("line(s) 3"), "{err}");
+    let out = lines(&out);
+    assert_eq!(out[0]["labels"].as_array().unwrap().len(), 3);
+    assert_eq!(out[1]["labels"].as_array().unwrap().len(), 2);
+    assert!(out[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("candidate_labels"));
+}
+
+#[test]
+fn ner_windows_and_offsets() {
+    let m = model("ner");
+    let text = "Angela Merkel met Emmanuel Macron in Berlin on Monday. The European Union and Siemens AG announced a partnership in München, while Zoë visited the Louvre in Paris with friends from São Paulo.";
+    let (ok, out, err) = deberta(
+        &[
+            "ner",
+            "--model",
+            &m,
+            "--aggregation",
+            "simple",
+            "--stride",
+            "8",
+            text,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    for e in v.as_array().unwrap() {
+        let (s, t) = (
+            e["start"].as_u64().unwrap() as usize,
+            e["end"].as_u64().unwrap() as usize,
+        );
+        assert!(s < t && t <= chars.len());
+    }
+    assert_eq!(
+        v.as_array().unwrap().last().unwrap()["end"],
+        chars.len() as u64
+    );
+    let (ok, _, err) = deberta(&["ner", "--model", &m, "--stride", "4", "x y"], "");
+    assert!(!ok && err.contains("stride"), "{err}");
+}
+
+#[test]
+fn qa_long_context_and_bad_question() {
+    let m = model("qa");
+    let context = "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after the engineer Gustave Eiffel.";
+    let (ok, out, err) = deberta(
+        &[
+            "qa",
+            "--model",
+            &m,
+            "--question",
+            "Where?",
+            "--context",
+            context,
+            "--max-seq-len",
+            "24",
+            "--doc-stride",
+            "8",
+            "--top-k",
+            "2",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for a in v.as_array().unwrap() {
+        let (s, e) = (
+            a["start"].as_u64().unwrap() as usize,
+            a["end"].as_u64().unwrap() as usize,
+        );
+        let expect: String = context.chars().skip(s).take(e - s).collect();
+        assert_eq!(a["answer"], expect.as_str());
+    }
+    let long_q =
+        "What is the name of the very tall iron tower that stands in the middle of Paris today?";
+    let input = format!("{{\"question\": \"{long_q}\", \"context\": \"Paris.\"}}\n{{\"question\": \"Who?\", \"context\": \"Zoë.\"}}\n");
+    let (ok, out, err) = deberta(&["qa", "--model", &m, "--max-seq-len", "16"], &input);
+    assert!(!ok && err.contains("line(s) 1"), "{err}");
+    let out = lines(&out);
+    assert!(
+        out[0]["error"].as_str().unwrap().contains("`question`"),
+        "{}",
+        out[0]
+    );
+    assert_eq!(out[1]["answer"], "Zoë.");
+}
+
+#[test]
+fn choice_and_hub_errors() {
+    let m = model("choice");
+    let (ok, out, err) = deberta(
+        &[
+            "choice",
+            "--model",
+            &m,
+            "--prompt",
+            "It is cold, so I wear",
+            "--choice",
+            "a coat.",
+            "--choice",
+            "sandals.",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let total: f64 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-6);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_deberta"))
+        .args([
+            "choice",
+            "--model",
+            "nobody/no-such-model",
+            "--prompt",
+            "p",
+            "--choice",
+            "c",
+        ])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", tmp.path())
+        .env_remove("HF_HUB_CACHE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nobody/no-such-model")
+            && err.contains(tmp.path().join("hub").to_str().unwrap()),
+        "{err}"
+    );
+}

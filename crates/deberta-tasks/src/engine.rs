@@ -1,0 +1,296 @@
+//! A model and its tokenizer, and the batched forward pass every task shares: inputs are
+//! sorted by length, cut into batches, right-padded, run, and the outputs handed back per
+//! input in the original order.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel};
+use deberta_tokenizer::{Encoding, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// The token ids of one model input row (one text, pair or window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Token type ids.
+    pub type_ids: Vec<u32>,
+}
+
+impl From<&Encoding> for Feature {
+    fn from(e: &Encoding) -> Self {
+        Feature {
+            ids: e.input_ids.clone(),
+            type_ids: e.token_type_ids.clone(),
+        }
+    }
+}
+
+/// The outputs for one unit (a feature, or the choices of one multiple-choice question),
+/// without padding.
+#[derive(Debug, Clone, Default)]
+pub struct UnitOutput {
+    /// Sequence logits `[labels]`, choice logits `[choices]`, or token logits `[len][labels]`
+    /// flattened row by row (see `rows`).
+    pub logits: Vec<f32>,
+    /// Number of rows of `logits` (1 for sequence-level heads).
+    pub rows: usize,
+    /// Question answering start logits `[len]`.
+    pub start: Vec<f32>,
+    /// Question answering end logits `[len]`.
+    pub end: Vec<f32>,
+}
+
+impl UnitOutput {
+    /// Row `i` of the logits.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let width = self.logits.len() / self.rows.max(1);
+        self.logits.get(i * width..(i + 1) * width).unwrap_or(&[])
+    }
+}
+
+/// Settings of the batched forward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Rows per forward pass.
+    pub batch_size: usize,
+    /// Truncate inputs to this many tokens where the task allows it (overrides the tokenizer's
+    /// `model_max_length`).
+    pub max_length: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            batch_size: 8,
+            max_length: None,
+        }
+    }
+}
+
+/// A loaded model with its tokenizer.
+pub struct Engine {
+    model: TaskModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// Loads the `head` model and the tokenizer from a checkpoint directory.
+    pub fn from_dir(dir: impl AsRef<Path>, head: HeadKind, device: &Device) -> Result<Self> {
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        Self::with_tokenizer(dir, tokenizer, head, device)
+    }
+
+    /// Loads the model from `dir` and uses `tokenizer`.
+    pub fn with_tokenizer(
+        dir: impl AsRef<Path>,
+        tokenizer: Tokenizer,
+        head: HeadKind,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = TaskModel::from_pretrained(dir, Some(head), device)?;
+        for name in &model.report().initialized {
+            tracing::warn!("{name} was not in the checkpoint and was initialised at random");
+        }
+        Ok(Engine {
+            model,
+            tokenizer,
+            device: device.clone(),
+            options: EngineOptions::default(),
+        })
+    }
+
+    /// Sets batch size and maximum length.
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The settings.
+    pub fn options(&self) -> EngineOptions {
+        self.options
+    }
+
+    /// The model (config, labels).
+    pub fn model(&self) -> &TaskModel {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Runs every unit (one feature, or several for multiple choice) and returns the outputs in
+    /// the input order. Units are sorted by length and batched; units of one batch share their
+    /// number of features.
+    pub fn run(&self, units: &[&[Feature]]) -> Result<Vec<UnitOutput>> {
+        let len = |u: &[Feature]| u.iter().map(|f| f.ids.len()).max().unwrap_or(0);
+        let mut order: Vec<usize> = (0..units.len()).collect();
+        order.sort_by_key(|&i| units.get(i).map(|u| (u.len(), len(u))));
+        let mut out = vec![UnitOutput::default(); units.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let width = units.get(order[start]).map_or(0, |u| u.len());
+            let mut stop = start + 1;
+            while stop < order.len()
+                && stop - start < self.options.batch_size.max(1)
+                && units.get(order[stop]).map(|u| u.len()) == Some(width)
+            {
+                stop += 1;
+            }
+            let batch: Vec<&[Feature]> = order[start..stop]
+                .iter()
+                .filter_map(|&i| units.get(i).copied())
+                .collect();
+            for (k, o) in self.forward(&batch)?.into_iter().enumerate() {
+                if let Some(slot) = order.get(start + k).and_then(|&i| out.get_mut(i)) {
+                    *slot = o;
+                }
+            }
+            start = stop;
+        }
+        Ok(out)
+    }
+
+    /// One padded forward pass over units with the same number of features.
+    fn forward(&self, batch: &[&[Feature]]) -> Result<Vec<UnitOutput>> {
+        let choices = batch.first().map_or(1, |u| u.len());
+        let max_len = batch
+            .iter()
+            .flat_map(|u| u.iter().map(|f| f.ids.len()))
+            .max()
+            .unwrap_or(0);
+        if max_len == 0 || choices == 0 {
+            return Err(Error::input("text", "encodes to no tokens"));
+        }
+        let pad = self.tokenizer.special_ids().pad.0;
+        let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+        for f in batch.iter().flat_map(|u| u.iter()) {
+            let n = max_len - f.ids.len();
+            ids.extend(f.ids.iter().copied().chain(std::iter::repeat_n(pad, n)));
+            types.extend(f.type_ids.iter().copied().chain(std::iter::repeat_n(0, n)));
+            mask.extend(std::iter::repeat_n(1u32, f.ids.len()).chain(std::iter::repeat_n(0, n)));
+        }
+        let multiple_choice = self.model.kind() == HeadKind::MultipleChoice;
+        let shape: Vec<usize> = if multiple_choice {
+            vec![batch.len(), choices, max_len]
+        } else {
+            vec![batch.len() * choices, max_len]
+        };
+        let t = |v: Vec<u32>| Tensor::from_vec(v, shape.as_slice(), &self.device);
+        let input = ModelInput::from_ids(t(ids)?)
+            .with_attention_mask(t(mask)?)
+            .with_token_type_ids(t(types)?);
+        let out = self
+            .model
+            .forward(&input, Labels::default(), ForwardOptions::default())?;
+        split_outputs(&out, batch)
+    }
+}
+
+/// Cuts the batch outputs back into per-unit outputs without padding.
+fn split_outputs(out: &deberta::TaskOutput, batch: &[&[Feature]]) -> Result<Vec<UnitOutput>> {
+    let to_vec = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
+        let t = t.to_dtype(DType::F32)?;
+        let b = t.dim(0)?;
+        Ok(t.reshape((b, ()))?.to_vec2::<f32>()?)
+    };
+    let logits = out.logits.as_ref().map(to_vec).transpose()?;
+    let token_level = out.logits.as_ref().is_some_and(|t| t.rank() == 3);
+    let start = out.start_logits.as_ref().map(to_vec).transpose()?;
+    let end = out.end_logits.as_ref().map(to_vec).transpose()?;
+    let mut result = Vec::with_capacity(batch.len());
+    for (i, unit) in batch.iter().enumerate() {
+        let len = unit.first().map_or(0, |f| f.ids.len());
+        let pick = |rows: &Option<Vec<Vec<f32>>>, keep: usize| -> Vec<f32> {
+            rows.as_ref()
+                .and_then(|r| r.get(i))
+                .map(|r| r.iter().copied().take(keep).collect())
+                .unwrap_or_default()
+        };
+        let mut o = UnitOutput {
+            start: pick(&start, len),
+            end: pick(&end, len),
+            rows: 1,
+            ..Default::default()
+        };
+        if token_level {
+            let width = logits
+                .as_ref()
+                .and_then(|r| r.first())
+                .map_or(0, |r| r.len() / batch_max_len(batch).max(1));
+            o.logits = pick(&logits, len * width);
+            o.rows = len;
+        } else {
+            o.logits = pick(&logits, usize::MAX);
+        }
+        result.push(o);
+    }
+    Ok(result)
+}
+
+fn batch_max_len(batch: &[&[Feature]]) -> usize {
+    batch
+        .iter()
+        .flat_map(|u| u.iter().map(|f| f.ids.len()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs `prepared` items through the engine: an item whose preparation failed keeps its error;
+/// when a batch fails, its items are retried one by one so that only the bad one fails.
+pub(crate) fn run_items<P, R>(
+    engine: &Engine,
+    prepared: Vec<Result<P>>,
+    units: impl Fn(&P) -> Vec<Vec<Feature>>,
+    post: impl Fn(&P, &[UnitOutput]) -> Result<R>,
+) -> Vec<Result<R>> {
+    let item_units: Vec<Option<Vec<Vec<Feature>>>> = prepared
+        .iter()
+        .map(|p| p.as_ref().ok().map(&units))
+        .collect();
+    let flat: Vec<&[Feature]> = item_units
+        .iter()
+        .flatten()
+        .flat_map(|u| u.iter().map(Vec::as_slice))
+        .collect();
+    let outputs = match engine.run(&flat) {
+        Ok(o) => o,
+        Err(_) if prepared.len() > 1 => return one_by_one(engine, prepared, units, post),
+        Err(e) => return vec![Err(e)],
+    };
+    let mut outputs = outputs.into_iter();
+    prepared
+        .into_iter()
+        .zip(item_units)
+        .map(|(p, u)| {
+            let p = p?;
+            let n = u.map_or(0, |u| u.len());
+            let mine: Vec<UnitOutput> = outputs.by_ref().take(n).collect();
+            post(&p, &mine)
+        })
+        .collect()
+}
+
+fn one_by_one<P, R>(
+    engine: &Engine,
+    prepared: Vec<Result<P>>,
+    units: impl Fn(&P) -> Vec<Vec<Feature>>,
+    post: impl Fn(&P, &[UnitOutput]) -> Result<R>,
+) -> Vec<Result<R>> {
+    prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let u = units(&p);
+            let refs: Vec<&[Feature]> = u.iter().map(Vec::as_slice).collect();
+            let out = engine.run(&refs)?;
+            post(&p, &out)
+        })
+        .collect()
+}

@@ -1,0 +1,67 @@
+//! Errors of the task layer. Each names the input or option at fault.
+
+use std::path::PathBuf;
+
+/// What can go wrong turning text into answers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input field is empty or malformed (`field` names it: `text`, `context`, ...).
+    #[error("invalid `{field}`: {reason}")]
+    Input {
+        /// The input field.
+        field: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An option has a value the task cannot use.
+    #[error("invalid option `{option}`: {reason}")]
+    Option {
+        /// The option.
+        option: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The model's config lacks something the task needs (labels, a mask token, ...).
+    #[error("the model cannot run this task: {0}")]
+    Model(String),
+    /// A hub id could not be resolved to a local directory.
+    #[error("cannot resolve model `{id}` (cache: {cache}): {reason}")]
+    Hub {
+        /// The hub id.
+        id: String,
+        /// The cache directory searched.
+        cache: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] deberta_tokenizer::Error),
+    /// Loading or running the model failed.
+    #[error("model: {0}")]
+    Deberta(#[from] deberta::Error),
+    /// A tensor operation failed.
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// An [`Error::Input`].
+    pub fn input(field: &str, reason: impl Into<String>) -> Self {
+        Error::Input {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Option`].
+    pub fn option(option: &str, reason: impl Into<String>) -> Self {
+        Error::Option {
+            option: option.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result alias of the task layer.
+pub type Result<T> = std::result::Result<T, Error>;
