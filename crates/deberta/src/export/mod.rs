@@ -15,14 +15,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use crate::config::DebertaV2Config;
-use crate::heads::{masked_lm, HeadKind, MlmLayout};
-use crate::pretrained::{ignored_by_all, load_config, load_with, Loaded};
-use crate::weights::{Checkpoint, LoadReport, WeightFormat, Weights};
-use crate::{
-    DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
-    DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, DebertaV2Model, Error,
-    Result,
-};
+use crate::heads::{HeadKind, TaskModel};
+use crate::pretrained::load_config;
+use crate::weights::{Checkpoint, LoadReport, WeightFormat};
+use crate::{Error, Result};
 
 /// Files copied next to the weights when present (tokenizer and its config).
 pub const SIDE_FILES: [&str; 5] = [
@@ -99,20 +95,16 @@ pub fn convert(
             dst.display()
         )));
     }
-    let kind = HeadKind::from_config(&config)?;
-    let loaded = load_state(&checkpoint, &config, kind)?;
-    let mut out_config = config.clone();
-    out_config.architectures = Some(vec![kind.class_name().to_string()]);
-    if let Some(layout) = loaded.model {
-        out_config.legacy = layout == MlmLayout::Legacy;
-    }
-    let weights = save_weights(&loaded.state_dict, &out_config, kind, to, dst)?;
+    let model = TaskModel::from_checkpoint(&checkpoint, config, None, &Device::Cpu)?;
+    let kind = model.kind();
+    let out_config = model.saved_config();
+    let weights = save_weights(model.state_dict(), &out_config, kind, to, dst)?;
     out_config.save(dst)?;
     let mut files = vec![weights.clone(), dst.join("config.json")];
     files.extend(copy_side_files(src, dst)?);
     Ok(Converted {
         kind,
-        report: loaded.report,
+        report: model.report().clone(),
         weights,
         files,
     })
@@ -137,34 +129,4 @@ pub fn copy_side_files(src: &Path, dst: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(copied)
-}
-
-/// Loads `kind` over `checkpoint` for its weights; the MLM head layout when `kind` is MLM.
-pub fn load_state(
-    checkpoint: &Checkpoint,
-    config: &DebertaV2Config,
-    kind: HeadKind,
-) -> Result<Loaded<Option<MlmLayout>>> {
-    let ignore = move |name: &str| match kind {
-        HeadKind::MaskedLm => masked_lm::ignored(name),
-        _ => ignored_by_all(name),
-    };
-    load_with(checkpoint, config, &Device::Cpu, ignore, |w, cfg| {
-        build(kind, w, cfg)
-    })
-}
-
-fn build(kind: HeadKind, w: &Weights, cfg: &DebertaV2Config) -> Result<Option<MlmLayout>> {
-    match kind {
-        HeadKind::Base => DebertaV2Model::load(&w.backbone_saved_as(""), cfg).map(|_| None),
-        HeadKind::MaskedLm => DebertaV2ForMaskedLM::load(w, cfg).map(|m| Some(m.layout())),
-        HeadKind::SequenceClassification => {
-            DebertaV2ForSequenceClassification::load(w, cfg).map(|_| None)
-        }
-        HeadKind::TokenClassification => {
-            DebertaV2ForTokenClassification::load(w, cfg).map(|_| None)
-        }
-        HeadKind::QuestionAnswering => DebertaV2ForQuestionAnswering::load(w, cfg).map(|_| None),
-        HeadKind::MultipleChoice => DebertaV2ForMultipleChoice::load(w, cfg).map(|_| None),
-    }
 }

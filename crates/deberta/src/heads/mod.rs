@@ -310,17 +310,28 @@ impl TaskModel {
         }
     }
 
-    /// Writes `config.json` and `model.safetensors` as transformers' `save_pretrained` does, so
-    /// that transformers loads them back with no missing or unexpected keys.
-    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    /// Every weight the model holds, by transformers (PyTorch) name.
+    pub fn state_dict(&self) -> &std::collections::BTreeMap<String, Tensor> {
+        &self.loaded.state_dict
+    }
+
+    /// The config to save with the weights: `architectures` names this class and `legacy`
+    /// names the masked-LM head layout actually loaded.
+    pub fn saved_config(&self) -> DebertaV2Config {
         let mut config = self.config.clone();
         config.architectures = Some(vec![self.kind.class_name().to_string()]);
         if let AnyHead::MaskedLm(m) = &self.head {
             config.legacy = m.layout() == MlmLayout::Legacy;
         }
-        config.save(dir)?;
+        config
+    }
+
+    /// Writes `config.json` and `model.safetensors` as transformers' `save_pretrained` does, so
+    /// that transformers loads them back with no missing or unexpected keys.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        self.saved_config().save(dir)?;
         let path = dir.join("model.safetensors");
         let tensors: std::collections::HashMap<String, Tensor> = self
             .loaded
