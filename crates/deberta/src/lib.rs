@@ -21,6 +21,7 @@
 
 pub mod activation;
 pub mod config;
+mod cpu;
 mod error;
 pub mod export;
 pub mod heads;

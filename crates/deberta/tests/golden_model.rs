@@ -3,61 +3,8 @@
 
 mod common;
 
-use candle_core::{safetensors, Device};
-use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions, ModelInput};
-
-const ATOL: f32 = 1e-4;
-const RTOL: f32 = 1e-4;
-
 fn run_case(name: &str) {
-    let dir = common::fixtures_dir().join("models").join(name);
-    let device = Device::Cpu;
-    let (model, report) = DebertaV2Model::from_pretrained(&dir, &device).unwrap();
-    assert!(
-        report.unexpected.is_empty() || name == "format_prefixed",
-        "{name}: {:?}",
-        report.unexpected
-    );
-    let inputs = ForwardInputs::from_file(dir.join("input.json"), &device).unwrap();
-    let input = ModelInput {
-        input_ids: inputs.input_ids,
-        attention_mask: inputs.attention_mask,
-        token_type_ids: inputs.token_type_ids,
-        position_ids: inputs.position_ids,
-    };
-    let expected = safetensors::load(dir.join("expected.safetensors"), &device).unwrap();
-    let want_attn = expected.keys().any(|k| k.starts_with("attentions."));
-    let opts = ForwardOptions {
-        output_hidden_states: true,
-        output_attentions: want_attn,
-    };
-    let out = model.forward(&input, opts).unwrap();
-    let mut worst = 0f32;
-    let mut check = |key: &str, got: &candle_core::Tensor| {
-        let exp = expected
-            .get(key)
-            .unwrap_or_else(|| panic!("{name}: no expected {key}"));
-        worst = worst.max(common::assert_close(
-            &format!("{name}/{key}"),
-            got,
-            exp,
-            ATOL,
-            RTOL,
-        ));
-    };
-    check("last_hidden_state", &out.last_hidden_state);
-    let hidden = out.hidden_states.unwrap();
-    assert_eq!(hidden.len(), model.config().num_hidden_layers + 1);
-    for (i, h) in hidden.iter().enumerate() {
-        check(&format!("hidden_states.{i}"), h);
-    }
-    if want_attn {
-        for (i, a) in out.attentions.unwrap().iter().enumerate() {
-            check(&format!("attentions.{i}"), a);
-        }
-    }
-    println!("{name}: worst max |diff| over all tensors = {worst:.3e}");
+    common::golden_model_case(name);
 }
 
 macro_rules! golden {

@@ -37,6 +37,9 @@ pub struct ForwardArgs {
     /// Also write attentions.{0..num_hidden_layers}.
     #[arg(long)]
     attentions: bool,
+    /// Compute type: f32, or int8 (dynamic quantisation of the encoder's linear layers).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    dtype: String,
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
@@ -46,11 +49,14 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         name => Some(name.parse::<HeadKind>()?),
     };
     let format = args.weights.as_deref().map(str::parse).transpose()?;
-    let model = open_pretrained(&args.model, format)
+    let mut model = open_pretrained(&args.model, format)
         .and_then(|(config, checkpoint)| {
             TaskModel::from_checkpoint(&checkpoint, config, kind, &device)
         })
         .with_context(|| format!("loading {}", args.model.display()))?;
+    if args.dtype == "int8" {
+        model.quantize_int8()?;
+    }
     let report = model.report();
     eprintln!(
         "{} from {}",

@@ -131,6 +131,11 @@ impl DebertaV2ForMaskedLM {
         &self.deberta
     }
 
+    /// The backbone, mutably (e.g. for [`DebertaV2Model::quantize_int8`]).
+    pub fn deberta_mut(&mut self) -> &mut DebertaV2Model {
+        &mut self.deberta
+    }
+
     /// `logits [B, L, vocab]`; `labels [B, L]` (-100 ignored) adds the loss.
     pub fn forward(
         &self,

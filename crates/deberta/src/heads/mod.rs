@@ -201,6 +201,20 @@ pub struct TaskModel {
 }
 
 impl TaskModel {
+    /// Switches the backbone's encoder linear layers to dynamic int8 (CPU only); see
+    /// [`DebertaV2Model::quantize_int8`].
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        let backbone = match &mut self.head {
+            AnyHead::Base(m) => m,
+            AnyHead::MaskedLm(m) => m.deberta_mut(),
+            AnyHead::SequenceClassification(m) => m.deberta_mut(),
+            AnyHead::TokenClassification(m) => m.deberta_mut(),
+            AnyHead::QuestionAnswering(m) => m.deberta_mut(),
+            AnyHead::MultipleChoice(m) => m.deberta_mut(),
+        };
+        backbone.quantize_int8()
+    }
+
     /// Loads `kind` (or the head `config.json` names, when `None`) from a checkpoint directory.
     pub fn from_pretrained(
         dir: impl AsRef<Path>,

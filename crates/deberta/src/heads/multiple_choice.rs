@@ -31,6 +31,11 @@ impl DebertaV2ForMultipleChoice {
         &self.deberta
     }
 
+    /// The backbone, mutably (e.g. for [`DebertaV2Model::quantize_int8`]).
+    pub fn deberta_mut(&mut self) -> &mut DebertaV2Model {
+        &mut self.deberta
+    }
+
     /// `input` holds `[B, C, L]` tensors; returns `logits [B, C]`; `labels [B]` adds cross-entropy.
     pub fn forward(
         &self,

@@ -42,6 +42,11 @@ impl DebertaV2ForQuestionAnswering {
         &self.deberta
     }
 
+    /// The backbone, mutably (e.g. for [`DebertaV2Model::quantize_int8`]).
+    pub fn deberta_mut(&mut self) -> &mut DebertaV2Model {
+        &mut self.deberta
+    }
+
     /// `start_logits`, `end_logits` `[B, L]`; positions `[B]` (or `[B, 1]`) add the loss: clamped
     /// to `[0, L]`, position `L` ignored, mean of the start and end cross-entropies.
     pub fn forward(

@@ -35,6 +35,11 @@ impl DebertaV2ForSequenceClassification {
         &self.deberta
     }
 
+    /// The backbone, mutably (e.g. for [`DebertaV2Model::quantize_int8`]).
+    pub fn deberta_mut(&mut self) -> &mut DebertaV2Model {
+        &mut self.deberta
+    }
+
     /// `logits [B, num_labels]`; labels add the loss chosen by `problem_type` and `num_labels`.
     pub fn forward(
         &self,

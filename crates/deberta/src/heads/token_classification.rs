@@ -35,6 +35,11 @@ impl DebertaV2ForTokenClassification {
         &self.deberta
     }
 
+    /// The backbone, mutably (e.g. for [`DebertaV2Model::quantize_int8`]).
+    pub fn deberta_mut(&mut self) -> &mut DebertaV2Model {
+        &mut self.deberta
+    }
+
     /// `logits [B, L, num_labels]`; `labels [B, L]` (-100 ignored) adds cross-entropy.
     pub fn forward(
         &self,

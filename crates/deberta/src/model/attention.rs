@@ -113,6 +113,23 @@ impl DisentangledSelfAttention {
         })
     }
 
+    /// The fused QKV projection, the position tables, heads, head size and scale, for the CPU
+    /// fast path.
+    pub(crate) fn parts(&self) -> (&Linear, Option<&Tensor>, Option<&Tensor>, usize, usize, f64) {
+        let (key, query) = match &self.positions {
+            Some(p) => (p.key.as_ref(), p.query.as_ref()),
+            None => (None, None),
+        };
+        (
+            &self.qkv,
+            key,
+            query,
+            self.heads,
+            self.head_size,
+            self.scale,
+        )
+    }
+
     /// `hidden`: `[B, L, hidden]`. Returns the context `[B, L, heads*d]` and the attention
     /// probabilities, head-major: `[heads, B, L, L]`.
     pub fn forward(&self, hidden: &Tensor, ctx: &AttentionContext) -> Result<(Tensor, Tensor)> {
@@ -224,6 +241,11 @@ impl DebertaV2Attention {
             dense: linear(&out.pp("dense"), cfg.hidden_size, cfg.hidden_size, true)?,
             layer_norm: layer_norm(&out.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
         })
+    }
+
+    /// The self-attention, output projection and LayerNorm, for the CPU fast path.
+    pub(crate) fn parts(&self) -> (&DisentangledSelfAttention, &Linear, &LayerNorm) {
+        (&self.attention, &self.dense, &self.layer_norm)
     }
 
     /// Returns the attention output and the head-major probabilities `[heads, B, L, L]`.

@@ -6,6 +6,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::config::DebertaV2Config;
+use crate::cpu::LayerBuffers;
 use crate::model::attention::AttentionContext;
 use crate::model::conv::ConvLayer;
 use crate::model::layer::DebertaV2Layer;
@@ -65,6 +66,13 @@ impl DebertaV2Encoder {
         })
     }
 
+    /// Quantises every layer's linear layers to int8 (see `DebertaV2Model::quantize_int8`).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(DebertaV2Layer::quantize_int8)
+    }
+
     /// `embeddings`: `[B, L, H]`; `pair_mask`: `[B, 1, L, L]` u8; `input_mask`: `[B, L]` f32.
     pub fn forward(
         &self,
@@ -86,11 +94,11 @@ impl DebertaV2Encoder {
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut attentions = output_attentions.then(Vec::new);
         let mut hidden = embeddings.clone();
+        let mut buffers = LayerBuffers::default();
         for (i, layer) in self.layers.iter().enumerate() {
-            let (mut out, probs) = layer.forward(&hidden, &ctx)?;
-            if let Some(all) = attentions.as_mut() {
-                // [H, B, L, L] -> [B, H, L, L]
-                all.push(probs.transpose(0, 1)?.contiguous()?);
+            let (mut out, probs) = layer.forward(&hidden, &ctx, output_attentions, &mut buffers)?;
+            if let (Some(all), Some(probs)) = (attentions.as_mut(), probs) {
+                all.push(probs);
             }
             if let (0, Some(conv)) = (i, &self.conv) {
                 out = conv.forward(embeddings, &out, input_mask)?;

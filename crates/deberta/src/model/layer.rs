@@ -8,6 +8,7 @@ use candle_nn::{LayerNorm, Linear};
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
+use crate::cpu::{self, LayerBuffers, LayerParams, QuantLayer};
 use crate::model::attention::{AttentionContext, DebertaV2Attention};
 use crate::nn::{apply, layer_norm, linear};
 use crate::weights::Weights;
@@ -19,6 +20,8 @@ pub struct DebertaV2Layer {
     act: Activation,
     output: Linear,
     output_norm: LayerNorm,
+    /// int8 copies of the linear layers, once [`Self::quantize_int8`] ran.
+    quant: Option<QuantLayer>,
 }
 
 impl DebertaV2Layer {
@@ -34,14 +37,62 @@ impl DebertaV2Layer {
             act: cfg.hidden_act,
             output: linear(&w.pp("output.dense"), i, h, true)?,
             output_norm: layer_norm(&w.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
+            quant: None,
         })
     }
 
-    /// `[B, L, hidden]` -> (`[B, L, hidden]`, attention probabilities `[B, heads, L, L]`).
-    pub fn forward(&self, hidden: &Tensor, ctx: &AttentionContext) -> Result<(Tensor, Tensor)> {
+    /// `[B, L, hidden]` -> (`[B, L, hidden]`, attention probabilities `[B, heads, L, L]` when
+    /// `want_probs`). On CPU f32 this runs the fused fast path ([`crate::cpu`]).
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        ctx: &AttentionContext,
+        want_probs: bool,
+        buffers: &mut LayerBuffers,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        if cpu::supports(hidden) {
+            return cpu::layer_forward(&self.fast_params(), hidden, ctx, buffers, want_probs);
+        }
         let (attended, probs) = self.attention.forward(hidden, ctx)?;
         let inner = self.act.forward(&apply(&self.intermediate, &attended)?)?;
         let out = (apply(&self.output, &inner)? + &attended)?;
+        // [H, B, L, L] -> [B, H, L, L]
+        let probs = want_probs
+            .then(|| probs.transpose(0, 1)?.contiguous())
+            .transpose()?;
         Ok((apply(&self.output_norm, &out)?, probs))
+    }
+
+    /// Builds int8 copies of the four linear layers; the CPU fast path uses them from then on.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        let (self_attention, dense, _) = self.attention.parts();
+        let (qkv, ..) = self_attention.parts();
+        self.quant = Some(QuantLayer::new(
+            qkv,
+            dense,
+            &self.intermediate,
+            &self.output,
+        )?);
+        Ok(())
+    }
+
+    fn fast_params(&self) -> LayerParams<'_> {
+        let (self_attention, dense, attention_norm) = self.attention.parts();
+        let (qkv, pos_key, pos_query, heads, head_size, scale) = self_attention.parts();
+        LayerParams {
+            qkv,
+            pos_key,
+            pos_query,
+            heads,
+            head_size,
+            scale,
+            dense,
+            attention_norm,
+            intermediate: &self.intermediate,
+            act: self.act,
+            output: &self.output,
+            output_norm: &self.output_norm,
+            quant: self.quant.as_ref(),
+        }
     }
 }

@@ -60,6 +60,19 @@ impl DebertaV2Model {
         })
     }
 
+    /// Quantises the encoder's linear layers (Q/K/V, attention output, intermediate, output)
+    /// to int8 for the CPU fast path: weights per output channel once, activations per token
+    /// at each call ([`crate::cpu::int8`]). Embeddings, attention scores, LayerNorms and heads
+    /// stay f32. CPU only; an error on other devices.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        if !self.device.is_cpu() {
+            return Err(crate::Error::Input(
+                "int8 quantisation runs on the CPU only".into(),
+            ));
+        }
+        self.encoder.quantize_int8()
+    }
+
     /// The config the model was built from.
     pub fn config(&self) -> &DebertaV2Config {
         &self.config

@@ -1,0 +1,276 @@
+//! Disentangled self-attention on flat buffers: one task per (head, sequence), each computing
+//! `Q·Kᵀ`, the c2p and p2c position scores over the active slots, one fused
+//! gather + mask + softmax pass, and `P·V` written straight into the context rows.
+//!
+//! Mirrors `DisentangledSelfAttention.forward` / `disentangled_attention_bias`:
+//! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L199>
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul, MatRef};
+use super::{rows, simd_fn, SharedMut};
+use crate::{Error, Result};
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy)]
+pub struct Dims {
+    pub batch: usize,
+    pub len: usize,
+    pub heads: usize,
+    pub head_size: usize,
+}
+
+/// The relative-position inputs, shared by all layers except the projected tables.
+pub struct Relative<'a> {
+    /// c2p: position keys already divided by the scale, `[heads, 2S, d]`.
+    pub key: Option<&'a [f32]>,
+    /// p2c: position queries, `[heads, 2S, d]`.
+    pub query: Option<&'a [f32]>,
+    /// Rows per head in the tables (`2S`).
+    pub table_rows: usize,
+    /// `[L * L]` flat indices into a `[L, W]` c2p score block (see `RelativeIndex`).
+    pub c2p: &'a [u32],
+    /// `[L * L]` flat indices into a `[L, W]` p2c score block.
+    pub p2c: &'a [u32],
+    pub first_slot: usize,
+    pub width: usize,
+}
+
+/// Per-task scratch, reused across the tasks a worker runs.
+struct Scratch {
+    scores: Vec<f32>,
+    c2p: Vec<f32>,
+    p2c: Vec<f32>,
+}
+
+/// `qkv`: `[B*L, 3*H*d]` with biases added and K divided by the scale; `bias`: `[B, L, L]`
+/// additive mask. Writes `context [B*L, H*d]` and, when given, `probs [B, H, L, L]`.
+pub fn attention(
+    dims: Dims,
+    qkv: &[f32],
+    bias: &[f32],
+    relative: Option<&Relative>,
+    context: &mut [f32],
+    probs: Option<&mut [f32]>,
+) -> Result<()> {
+    let Dims {
+        batch,
+        len,
+        heads,
+        head_size,
+    } = dims;
+    let all = heads * head_size;
+    let width = relative.map_or(0, |r| r.width);
+    check(dims, qkv, bias, relative, context.len(), probs.as_deref())?;
+    let ctx_out = SharedMut(context.as_mut_ptr());
+    let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
+    let row_stride = 3 * all;
+    (0..heads * batch).into_par_iter().for_each_init(
+        || Scratch {
+            scores: vec![0.0; len * len],
+            c2p: vec![0.0; len * width],
+            p2c: vec![0.0; len * width],
+        },
+        |scratch, task| {
+            let (h, b) = (task / batch, task % batch);
+            // Q, K, V of head h, sequence b: [L, d] views with row stride 3*H*d.
+            let base = b * len * row_stride + h * head_size;
+            let q = MatRef {
+                ptr: qkv[base..].as_ptr(),
+                rs: row_stride as isize,
+                cs: 1,
+            };
+            let k = MatRef {
+                ptr: qkv[base + all..].as_ptr(),
+                ..q
+            };
+            let v = MatRef {
+                ptr: qkv[base + 2 * all..].as_ptr(),
+                ..q
+            };
+            let kt = MatRef {
+                ptr: k.ptr,
+                rs: 1,
+                cs: row_stride as isize,
+            };
+            // SAFETY: `check` verified every buffer against these shapes; scratch is private.
+            unsafe {
+                matmul(
+                    (len, len, head_size),
+                    scratch.scores.as_mut_ptr(),
+                    len as isize,
+                    q,
+                    kt,
+                    false,
+                )
+            };
+            let mut have = (false, false);
+            if let Some(rel) = relative {
+                have = position_scores(rel, dims, h, q, k, scratch);
+            }
+            let bias_b = &bias[b * len * len..(b + 1) * len * len];
+            fused_softmax(scratch, relative, have, bias_b, len, width);
+            if let Some(out) = probs_out {
+                // SAFETY: block (b, h) of probs is written by this task only.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.get().add((b * heads + h) * len * len),
+                        len * len,
+                    )
+                };
+                dst.copy_from_slice(&scratch.scores);
+            }
+            let p = MatRef {
+                ptr: scratch.scores.as_ptr(),
+                rs: len as isize,
+                cs: 1,
+            };
+            // SAFETY: rows b*L.. of context, columns h*d..(h+1)*d belong to this task only.
+            unsafe {
+                let dst = ctx_out.get().add(b * len * all + h * head_size);
+                matmul((len, head_size, len), dst, all as isize, p, v, false)
+            };
+        },
+    );
+    Ok(())
+}
+
+/// c2p (`Q · Kr_activeᵀ`) and p2c (`K · Qr_activeᵀ`) for one head into scratch `[L, W]`
+/// blocks; returns which were computed.
+fn position_scores(
+    rel: &Relative,
+    dims: Dims,
+    h: usize,
+    q: MatRef,
+    k: MatRef,
+    scratch: &mut Scratch,
+) -> (bool, bool) {
+    let (len, d, w) = (dims.len, dims.head_size, rel.width);
+    let table_at = |t: &[f32]| MatRef {
+        // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
+        ptr: t[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
+        rs: 1,
+        cs: d as isize,
+    };
+    if let Some(key) = rel.key {
+        // SAFETY: shapes checked in `check`; scratch is private to the task.
+        unsafe {
+            matmul(
+                (len, w, d),
+                scratch.c2p.as_mut_ptr(),
+                w as isize,
+                q,
+                table_at(key),
+                false,
+            )
+        };
+    }
+    if let Some(query) = rel.query {
+        // SAFETY: as above.
+        unsafe {
+            matmul(
+                (len, w, d),
+                scratch.p2c.as_mut_ptr(),
+                w as isize,
+                k,
+                table_at(query),
+                false,
+            )
+        };
+    }
+    (rel.key.is_some(), rel.query.is_some())
+}
+
+simd_fn! {
+/// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place.
+fn fused_softmax(
+    scratch: &mut Scratch,
+    relative: Option<&Relative>,
+    on: (bool, bool),
+    bias: &[f32],
+    len: usize,
+    width: usize,
+) {
+    let (c2p_on, p2c_on) = on;
+    let Scratch {
+        scores, c2p, p2c, ..
+    } = scratch;
+    let c2p = &c2p[..len * width];
+    let p2c = &p2c[..len * width];
+    for i in 0..len {
+        let row = &mut scores[i * len..(i + 1) * len];
+        let bias_row = &bias[i * len..(i + 1) * len];
+        let (ci, pi) = match relative {
+            Some(rel) => (
+                &rel.c2p[i * len..(i + 1) * len],
+                &rel.p2c[i * len..(i + 1) * len],
+            ),
+            None => (&[][..], &[][..]),
+        };
+        match (c2p_on, p2c_on) {
+            (true, true) => {
+                for j in 0..len {
+                    let r = c2p[ci[j] as usize] + p2c[pi[j] as usize];
+                    row[j] = (row[j] + r) + bias_row[j];
+                }
+            }
+            (true, false) => {
+                for j in 0..len {
+                    row[j] = (row[j] + c2p[ci[j] as usize]) + bias_row[j];
+                }
+            }
+            (false, true) => {
+                for j in 0..len {
+                    row[j] = (row[j] + p2c[pi[j] as usize]) + bias_row[j];
+                }
+            }
+            (false, false) => {
+                for (s, m) in row.iter_mut().zip(bias_row) {
+                    *s += m;
+                }
+            }
+        }
+        rows::softmax(row);
+    }
+}
+}
+
+/// Every length the unsafe code relies on, checked once per call.
+fn check(
+    dims: Dims,
+    qkv: &[f32],
+    bias: &[f32],
+    relative: Option<&Relative>,
+    context_len: usize,
+    probs: Option<&[f32]>,
+) -> Result<()> {
+    let Dims {
+        batch,
+        len,
+        heads,
+        head_size,
+    } = dims;
+    let tokens = batch * len;
+    let all = heads * head_size;
+    let mut ok = qkv.len() == tokens * 3 * all
+        && bias.len() == batch * len * len
+        && context_len == tokens * all
+        && probs.is_none_or(|p| p.len() == batch * heads * len * len);
+    if let Some(rel) = relative {
+        let table = heads * rel.table_rows * head_size;
+        let cells = len * rel.width;
+        ok &= rel.key.is_none_or(|t| t.len() == table)
+            && rel.query.is_none_or(|t| t.len() == table)
+            && rel.first_slot + rel.width <= rel.table_rows
+            && rel.c2p.len() == len * len
+            && rel.p2c.len() == len * len
+            && rel.c2p.iter().chain(rel.p2c).all(|&i| (i as usize) < cells);
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "CPU fast path: attention buffers do not match B={batch} L={len} H={heads} d={head_size}"
+        )))
+    }
+}

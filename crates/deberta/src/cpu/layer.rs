@@ -1,0 +1,343 @@
+//! One `DebertaV2Layer` on flat buffers: fused QKV GEMM, attention, output GEMM with
+//! bias + residual + LayerNorm, intermediate GEMM with bias + activation, output GEMM with
+//! bias + residual + LayerNorm.
+//!
+//! Mirrors `DebertaV2Layer.forward`:
+//! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L378>
+
+use candle_core::{Device, Tensor};
+use candle_nn::{LayerNorm, Linear};
+use rayon::prelude::*;
+
+use super::attention::{attention, Dims, Relative};
+use super::gemm::linear;
+use super::int8::QuantLinear;
+use super::{rows, simd_fn, View};
+use crate::activation::Activation;
+use crate::model::attention::AttentionContext;
+use crate::{Error, Result};
+
+/// Rows per parallel task in the element-wise passes.
+const ROWS_PER_TASK: usize = 16;
+
+/// The weights of one layer, borrowed from the candle modules that own them.
+pub struct LayerParams<'a> {
+    /// `[3*H*d, hidden]` fused query/key/value projection.
+    pub qkv: &'a Linear,
+    /// Position keys / scale `[H, 2S, d]` (c2p) and position queries `[H, 2S, d]` (p2c).
+    pub pos_key: Option<&'a Tensor>,
+    pub pos_query: Option<&'a Tensor>,
+    pub heads: usize,
+    pub head_size: usize,
+    pub scale: f64,
+    pub dense: &'a Linear,
+    pub attention_norm: &'a LayerNorm,
+    pub intermediate: &'a Linear,
+    pub act: Activation,
+    pub output: &'a Linear,
+    pub output_norm: &'a LayerNorm,
+    /// int8 versions of `qkv`, `dense`, `intermediate` and `output`, when quantised.
+    pub quant: Option<&'a QuantLayer>,
+}
+
+/// The four linear layers of a layer quantised to int8 ([`super::int8`]).
+pub struct QuantLayer {
+    qkv: QuantLinear,
+    dense: QuantLinear,
+    intermediate: QuantLinear,
+    output: QuantLinear,
+}
+
+impl QuantLayer {
+    pub fn new(
+        qkv: &Linear,
+        dense: &Linear,
+        intermediate: &Linear,
+        output: &Linear,
+    ) -> Result<Self> {
+        let quantize = |l: &Linear, name: &'static str| -> Result<QuantLinear> {
+            let (out_dim, in_dim) = l.weight().dims2()?;
+            let w = l.weight().contiguous()?;
+            let view = View::new(&w, name)?;
+            QuantLinear::new(view.f32()?, out_dim, in_dim)
+        };
+        Ok(Self {
+            qkv: quantize(qkv, "attention.self.{query,key,value}_proj")?,
+            dense: quantize(dense, "attention.output.dense")?,
+            intermediate: quantize(intermediate, "intermediate.dense")?,
+            output: quantize(output, "output.dense")?,
+        })
+    }
+}
+
+/// `out = x · wᵀ` through the int8 copy when there is one, else the f32 weight.
+fn project(
+    x: &[f32],
+    weight: &[f32],
+    quant: Option<&QuantLinear>,
+    in_dim: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    match quant {
+        Some(q) => q.forward(x, out),
+        None => linear(x, weight, in_dim, out),
+    }
+}
+
+/// Buffers reused from layer to layer within one forward pass.
+#[derive(Default)]
+pub struct LayerBuffers {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attended: Vec<f32>,
+    inner: Vec<f32>,
+}
+
+/// A linear layer's weight and bias as slices.
+struct LinearView<'a> {
+    weight: View<'a>,
+    bias: View<'a>,
+}
+
+impl<'a> LinearView<'a> {
+    fn new(l: &'a Linear, name: &'static str) -> Result<Self> {
+        let bias = l
+            .bias()
+            .ok_or_else(|| Error::Input(format!("CPU fast path: {name} has no bias")))?;
+        Ok(Self {
+            weight: View::new(l.weight(), name)?,
+            bias: View::new(bias, name)?,
+        })
+    }
+}
+
+/// `hidden [B, L, hidden]` -> (`[B, L, hidden]`, probabilities `[B, H, L, L]` when asked).
+pub fn forward(
+    p: &LayerParams,
+    hidden: &Tensor,
+    ctx: &AttentionContext,
+    buffers: &mut LayerBuffers,
+    want_probs: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (batch, len, width) = hidden.dims3()?;
+    let hidden = hidden.contiguous()?;
+    let x_view = View::new(&hidden, "hidden states")?;
+    let x = x_view.f32()?;
+    let dims = Dims {
+        batch,
+        len,
+        heads: p.heads,
+        head_size: p.head_size,
+    };
+    let tokens = batch * len;
+    let all = p.heads * p.head_size;
+
+    let qkv = LinearView::new(p.qkv, "attention.self.{query,key,value}_proj")?;
+    resize(&mut buffers.qkv, tokens * 3 * all);
+    project(
+        x,
+        qkv.weight.f32()?,
+        p.quant.map(|q| &q.qkv),
+        width,
+        &mut buffers.qkv,
+    )?;
+    add_qkv_bias(&mut buffers.qkv, qkv.bias.f32()?, all, p.scale)?;
+
+    let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
+    resize(&mut buffers.context, tokens * all);
+    {
+        let bias_view = View::new(ctx.bias, "attention mask")?;
+        let key_view = p
+            .pos_key
+            .map(|t| View::new(t, "position keys"))
+            .transpose()?;
+        let query_view = p
+            .pos_query
+            .map(|t| View::new(t, "position queries"))
+            .transpose()?;
+        let index_views = ctx
+            .index
+            .map(|i| -> Result<_> {
+                Ok((
+                    View::new(&i.c2p, "c2p index")?,
+                    View::new(&i.p2c, "p2c index")?,
+                    i,
+                ))
+            })
+            .transpose()?;
+        let relative = match (&index_views, key_view.is_some() || query_view.is_some()) {
+            (Some((c2p, p2c, index)), true) => Some(Relative {
+                key: key_view.as_ref().map(|v| v.f32()).transpose()?,
+                query: query_view.as_ref().map(|v| v.f32()).transpose()?,
+                table_rows: table_rows(p.pos_key.or(p.pos_query))?,
+                c2p: c2p.u32()?,
+                p2c: p2c.u32()?,
+                first_slot: index.first_slot,
+                width: index.width,
+            }),
+            _ => None,
+        };
+        attention(
+            dims,
+            &buffers.qkv,
+            bias_view.f32()?,
+            relative.as_ref(),
+            &mut buffers.context,
+            probs.as_deref_mut(),
+        )?;
+    }
+
+    let dense = LinearView::new(p.dense, "attention.output.dense")?;
+    resize(&mut buffers.attended, tokens * width);
+    project(
+        &buffers.context,
+        dense.weight.f32()?,
+        p.quant.map(|q| &q.dense),
+        all,
+        &mut buffers.attended,
+    )?;
+    add_norm(
+        &mut buffers.attended,
+        dense.bias.f32()?,
+        x,
+        p.attention_norm,
+        "attention.output.LayerNorm",
+    )?;
+
+    let inter = LinearView::new(p.intermediate, "intermediate.dense")?;
+    let inner_size = inter.bias.f32()?.len();
+    resize(&mut buffers.inner, tokens * inner_size);
+    project(
+        &buffers.attended,
+        inter.weight.f32()?,
+        p.quant.map(|q| &q.intermediate),
+        width,
+        &mut buffers.inner,
+    )?;
+    bias_activation(&mut buffers.inner, inter.bias.f32()?, p.act)?;
+
+    let output = LinearView::new(p.output, "output.dense")?;
+    let mut out = vec![0f32; tokens * width];
+    project(
+        &buffers.inner,
+        output.weight.f32()?,
+        p.quant.map(|q| &q.output),
+        inner_size,
+        &mut out,
+    )?;
+    add_norm(
+        &mut out,
+        output.bias.f32()?,
+        &buffers.attended,
+        p.output_norm,
+        "output.LayerNorm",
+    )?;
+
+    let out = Tensor::from_vec(out, (batch, len, width), &Device::Cpu)?;
+    let probs = probs
+        .map(|v| Tensor::from_vec(v, (batch, p.heads, len, len), &Device::Cpu))
+        .transpose()?;
+    Ok((out, probs))
+}
+
+fn resize(buf: &mut Vec<f32>, len: usize) {
+    buf.clear();
+    buf.resize(len, 0.0);
+}
+
+/// Rows per head (`2S`) of a `[heads, 2S, d]` position table.
+fn table_rows(table: Option<&Tensor>) -> Result<usize> {
+    Ok(match table {
+        Some(t) => t.dims3()?.1,
+        None => 0,
+    })
+}
+
+/// Adds the Q/K/V biases and divides K by the attention scale, as the candle path does.
+fn add_qkv_bias(qkv: &mut [f32], bias: &[f32], all: usize, scale: f64) -> Result<()> {
+    if bias.len() != 3 * all {
+        return Err(Error::Input("CPU fast path: QKV bias size".into()));
+    }
+    let inv = (1.0 / scale) as f32;
+    qkv.par_chunks_mut(3 * all * ROWS_PER_TASK)
+        .for_each(|block| qkv_bias_rows(block, bias, all, inv));
+    Ok(())
+}
+
+/// `rows = LayerNorm(rows + bias + residual)`, row by row.
+fn add_norm(
+    rows_buf: &mut [f32],
+    bias: &[f32],
+    residual: &[f32],
+    norm: &LayerNorm,
+    name: &'static str,
+) -> Result<()> {
+    let gamma_view = View::new(norm.weight(), name)?;
+    let gamma = gamma_view.f32()?;
+    let beta_view = norm
+        .bias()
+        .map(|b| View::new(b, name))
+        .transpose()?
+        .ok_or_else(|| Error::Input(format!("CPU fast path: {name} has no bias")))?;
+    let beta = beta_view.f32()?;
+    let width = gamma.len();
+    if bias.len() != width || beta.len() != width || residual.len() != rows_buf.len() {
+        return Err(Error::Input(format!("CPU fast path: {name} sizes")));
+    }
+    let eps = norm.eps() as f32;
+    rows_buf
+        .par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(residual.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(block, res)| add_norm_rows(block, res, bias, gamma, beta, eps));
+    Ok(())
+}
+
+/// `rows = act(rows + bias)`; activations the fast path lacks go through candle.
+fn bias_activation(rows_buf: &mut Vec<f32>, bias: &[f32], act: Activation) -> Result<()> {
+    let width = bias.len();
+    rows_buf
+        .par_chunks_mut(width * ROWS_PER_TASK)
+        .for_each(|block| bias_activation_rows(block, bias, act));
+    if !rows::native(act) {
+        let t = Tensor::from_slice(rows_buf, rows_buf.len(), &Device::Cpu)?;
+        *rows_buf = act.forward(&t)?.to_vec1::<f32>()?;
+    }
+    Ok(())
+}
+
+simd_fn! {
+fn qkv_bias_rows(block: &mut [f32], bias: &[f32], all: usize, inv: f32) {
+    for row in block.chunks_exact_mut(3 * all) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+        for v in &mut row[all..2 * all] {
+            *v *= inv;
+        }
+    }
+}
+}
+
+simd_fn! {
+fn add_norm_rows(
+    block: &mut [f32],
+    residual: &[f32],
+    bias: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    let width = gamma.len();
+    for (row, r) in block.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
+        rows::add_layer_norm(row, bias, r, gamma, beta, eps);
+    }
+}
+}
+
+simd_fn! {
+fn bias_activation_rows(block: &mut [f32], bias: &[f32], act: Activation) {
+    for row in block.chunks_exact_mut(bias.len()) {
+        rows::bias_activation(row, bias, act);
+    }
+}
+}

@@ -1,0 +1,127 @@
+//! The CPU f32 inference path: the encoder layer computed on flat row-major buffers, with one
+//! GEMM per linear layer and fused passes for everything between them.
+//!
+//! candle runs a layer as ~30 separate tensor ops, most of them single-threaded element-wise
+//! passes that each allocate their output. This path keeps candle's weights (read in place,
+//! no copy) and the same arithmetic, but:
+//! - calls the `gemm` crate directly, writing Q/K/V and each head's context in place through
+//!   strides instead of permuting copies;
+//! - fuses bias + activation, bias + residual + LayerNorm, and
+//!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
+//! - runs attention as one task per (head, sequence), each with its own scratch buffers;
+//! - compiles its element-wise kernels for AVX2/FMA, chosen at run time ([`simd`]).
+//!
+//! The candle path stays for other devices and dtypes; both are held to transformers by the
+//! same golden tests, and `tests/fast_path.rs` holds them to each other.
+
+mod attention;
+mod gemm;
+pub mod int8;
+mod layer;
+mod rows;
+
+pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, QuantLayer};
+
+use candle_core::{DType, Storage, Tensor};
+
+use crate::{Error, Result};
+
+/// Whether the fast path can run a layer on this hidden state (CPU, f32).
+pub fn supports(hidden: &Tensor) -> bool {
+    hidden.device().is_cpu() && hidden.dtype() == DType::F32 && !disabled()
+}
+
+/// `DEBERTA_CPU_FAST=0` turns the fast path off (to compare against the candle path).
+fn disabled() -> bool {
+    std::env::var("DEBERTA_CPU_FAST").is_ok_and(|v| v == "0")
+}
+
+/// A read lock on a contiguous CPU tensor's storage, from which its `&[T]` can be borrowed.
+pub struct View<'a> {
+    guard: candle_core::StorageRef<'a>,
+    start: usize,
+    len: usize,
+    name: &'static str,
+}
+
+impl<'a> View<'a> {
+    pub fn new(t: &'a Tensor, name: &'static str) -> Result<Self> {
+        let (guard, layout) = t.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            return Err(internal(name, "is not contiguous"));
+        };
+        Ok(Self {
+            guard,
+            start,
+            len: end - start,
+            name,
+        })
+    }
+
+    pub fn f32(&self) -> Result<&[f32]> {
+        let Storage::Cpu(cpu) = &*self.guard else {
+            return Err(internal(self.name, "is not on the CPU"));
+        };
+        let all = cpu.as_slice::<f32>()?;
+        all.get(self.start..self.start + self.len)
+            .ok_or_else(|| internal(self.name, "has a layout outside its storage"))
+    }
+
+    pub fn u32(&self) -> Result<&[u32]> {
+        let Storage::Cpu(cpu) = &*self.guard else {
+            return Err(internal(self.name, "is not on the CPU"));
+        };
+        let all = cpu.as_slice::<u32>()?;
+        all.get(self.start..self.start + self.len)
+            .ok_or_else(|| internal(self.name, "has a layout outside its storage"))
+    }
+}
+
+fn internal(name: &str, what: &str) -> Error {
+    Error::Input(format!("CPU fast path: tensor {name} {what}"))
+}
+
+/// Defines a function whose body is compiled twice, for AVX2 + FMA and for the target's
+/// baseline, and picks one at run time (std caches the CPU check). Functions the body calls
+/// must be `#[inline(always)]` to be compiled into the AVX2 version.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
+
+/// A raw pointer that parallel tasks share to write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every user writes a region no other task touches (documented at each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -1,0 +1,56 @@
+//! `quantize_int8`: the golden model cases with int8 linear layers stay close to transformers'
+//! f32 outputs (a loose, explicit tolerance: int8 is an approximation), and the int8 path is
+//! really taken (the outputs differ from f32).
+
+mod common;
+
+use candle_core::{safetensors, Device};
+use deberta::json_input::ForwardInputs;
+use deberta::{DebertaV2Model, ForwardOptions};
+
+/// Hidden states are LayerNorm outputs of size ~1; int8 with per-row / per-channel scales moves
+/// them by ~1e-2 on these random tiny models.
+const INT8_ATOL: f32 = 0.1;
+
+#[test]
+fn int8_outputs_stay_close_to_transformers_f32() {
+    let device = Device::Cpu;
+    for name in [
+        "v3_buckets",
+        "separate_pos_proj",
+        "c2p_only",
+        "conv_groups_gelu",
+        "embedding_size",
+    ] {
+        let dir = common::fixtures_dir().join("models").join(name);
+        let (mut model, _) = DebertaV2Model::from_pretrained(&dir, &device).unwrap();
+        let input = ForwardInputs::from_file(dir.join("input.json"), &device)
+            .unwrap()
+            .model_input();
+        let expected = safetensors::load(dir.join("expected.safetensors"), &device).unwrap();
+        let want = &expected["last_hidden_state"];
+        let f32_out = model.forward(&input, ForwardOptions::default()).unwrap();
+        model.quantize_int8().unwrap();
+        let int8_out = model.forward(&input, ForwardOptions::default()).unwrap();
+        let diff = |a: &candle_core::Tensor| -> f32 {
+            (a - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let (d32, d8) = (
+            diff(&f32_out.last_hidden_state),
+            diff(&int8_out.last_hidden_state),
+        );
+        println!("{name}: max |diff| vs transformers f32: f32 {d32:.2e}, int8 {d8:.2e}");
+        assert!(d32 < 1e-4, "{name}: f32 {d32}");
+        assert!(d8 < INT8_ATOL, "{name}: int8 {d8}");
+        assert!(d8 > d32, "{name}: int8 path not taken");
+    }
+}
