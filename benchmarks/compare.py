@@ -24,7 +24,7 @@ REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work")
 BINARY = os.environ.get("DEBERTA_BIN", os.path.join(REPO, "target", "release", "deberta"))
 SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512), (4, 512)]
-SYSTEMS = ["torch", "ort", "ort-int8", "deberta"]
+SYSTEMS = ["torch", "ort", "ort-int8", "deberta", "deberta-int8"]
 GEOMETRY = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "xsmall": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
@@ -106,9 +106,10 @@ def worker(args):
 
 
 def measure(system, model_dir, batch, seq, iters, warmup, threads):
-    if system == "deberta":
+    if system.startswith("deberta"):
+        dtype = "int8" if system == "deberta-int8" else "f32"
         cmd = [BINARY, "bench", "--model", model_dir, "--batch", str(batch), "--seq", str(seq),
-               "--iters", str(iters), "--warmup", str(warmup), "--threads", str(threads)]
+               "--iters", str(iters), "--warmup", str(warmup), "--threads", str(threads), "--dtype", dtype]
     else:
         cmd = [sys.executable, __file__, "worker", "--system", system, "--model", model_dir, "--batch",
                str(batch), "--seq", str(seq), "--iters", str(iters), "--warmup", str(warmup),
@@ -120,23 +121,24 @@ def measure(system, model_dir, batch, seq, iters, warmup, threads):
 def logits_of(system, model_dir, threads):
     """Logits on a fixed 2x64 input, for the accuracy column."""
     import numpy as np
-    if system != "deberta":
+    if not system.startswith("deberta"):
         return np.array(measure(system, model_dir, 2, 64, 1, 0, threads)["logits"])
     ids, mask = fixed_input(2, 64)
     path = os.path.join(WORK, "acc_input.json")
     with open(path, "w") as f:
         json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist()}, f)
     out = os.path.join(WORK, "acc_out.safetensors")
-    subprocess.run([BINARY, "forward", "--model", model_dir, "--input", path, "--output", out], check=True,
-                   capture_output=True)
+    dtype = "int8" if system == "deberta-int8" else "f32"
+    subprocess.run([BINARY, "forward", "--model", model_dir, "--input", path, "--output", out, "--dtype", dtype],
+                   check=True, capture_output=True)
     from safetensors.numpy import load_file
     return load_file(out)["logits"]
 
 
-def compare_model(name, rounds, iters, threads, systems):
+def compare_model(name, rounds, iters, threads, systems, shapes):
     model_dir = build(name)
     rows = []
-    for batch, seq in SHAPES:
+    for batch, seq in shapes:
         samples = {s: [] for s in systems}
         rss = {s: 0.0 for s in systems}
         for _ in range(rounds):
@@ -155,12 +157,13 @@ def compare_model(name, rounds, iters, threads, systems):
 
 def table(name, rows, acc, systems):
     lines = [f"### v3-{name}", "", "median ms per batch (tokens/s); ratio = their time / ours", "",
-             "| shape | " + " | ".join(systems) + " | vs torch | vs ort | vs ort-int8 |",
+             "| shape | " + " | ".join(systems) + " | f32 vs torch | f32 vs ort | int8 vs ort-int8 |",
              "|---" * (len(systems) + 4) + "|"]
+    pairs = (("torch", "deberta"), ("ort", "deberta"), ("ort-int8", "deberta-int8"))
     for r in rows:
         m = r["median_ms"]
         cells = [f"{m[s]:.1f} ({r['tokens'] / m[s] * 1e3:.0f})" for s in systems]
-        ratios = [f"{m[o] / m['deberta']:.2f}x" if o in m and "deberta" in m else "-" for o in ("torch", "ort", "ort-int8")]
+        ratios = [f"{m[o] / m[d]:.2f}x" if o in m and d in m else "-" for o, d in pairs]
         lines.append(f"| {r['shape']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines += ["", "peak RSS MiB at 32x128: " + ", ".join(
         f"{s} {r['peak_rss_mib'][s]:.0f}" for r in rows if r["shape"] == "32x128" for s in systems),
@@ -180,6 +183,8 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--shapes", default=",".join(f"{b}x{l}" for b, l in SHAPES),
+                    help="BxL list, e.g. 1x128,32x128 (quick checks)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = ap.parse_args()
     if args.cmd == "worker":
@@ -190,7 +195,8 @@ def main():
     systems = args.systems.split(",")
     sections = []
     for name in args.models.split(","):
-        rows, acc = compare_model(name, args.rounds, args.iters, args.threads, systems)
+        shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+        rows, acc = compare_model(name, args.rounds, args.iters, args.threads, systems, shapes)
         sections.append(table(name, rows, acc, systems))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     head = ["# CPU benchmark results", "",
