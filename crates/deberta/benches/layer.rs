@@ -1,5 +1,6 @@
-//! Criterion microbenchmarks: the disentangled attention alone and one full encoder layer, on
-//! v3-base geometry (hidden 768, 12 heads, 256 buckets) with random weights, CPU f32.
+//! Criterion microbenchmarks on v3-base geometry (hidden 768, 12 heads, 256 buckets) with
+//! random weights, CPU: the candle-path disentangled attention alone (the oracle the fast path
+//! replaced), and embeddings plus one encoder layer on the fused fast path, f32 and int8.
 //!
 //! `cargo bench -p deberta --bench layer`
 
@@ -71,6 +72,8 @@ fn bench(c: &mut Criterion) {
     let state = LoadState::default();
     let w = Weights::new(&ckpt, &state, &dev);
     let model = DebertaV2Model::load(&w, &cfg).unwrap();
+    let mut model_int8 = DebertaV2Model::load(&w, &cfg).unwrap();
+    model_int8.quantize_int8().unwrap();
     let rel = w
         .pp("encoder.rel_embeddings")
         .get(&[512, HIDDEN], "weight")
@@ -91,7 +94,7 @@ fn bench(c: &mut Criterion) {
             index: Some(&index),
         };
         group.bench_with_input(
-            BenchmarkId::new("attention", format!("{b}x{l}")),
+            BenchmarkId::new("attention_candle_path", format!("{b}x{l}")),
             &(),
             |bench, _| bench.iter(|| attention.forward(&hidden, &ctx).unwrap()),
         );
@@ -101,6 +104,17 @@ fn bench(c: &mut Criterion) {
             BenchmarkId::new("embeddings_plus_one_layer", format!("{b}x{l}")),
             &(),
             |bench, _| bench.iter(|| model.forward(&input, ForwardOptions::default()).unwrap()),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("embeddings_plus_one_layer_int8", format!("{b}x{l}")),
+            &(),
+            |bench, _| {
+                bench.iter(|| {
+                    model_int8
+                        .forward(&input, ForwardOptions::default())
+                        .unwrap()
+                })
+            },
         );
     }
     group.finish();

@@ -36,6 +36,10 @@ pub struct Relative<'a> {
     pub width: usize,
 }
 
+/// Query rows and key columns per tile of the fused score pass.
+const QUERY_BLOCK: usize = 32;
+const KEY_BLOCK: usize = 64;
+
 /// Per-task scratch, reused across the tasks a worker runs.
 struct Scratch {
     scores: Vec<f32>,
@@ -197,40 +201,54 @@ fn fused_softmax(
     } = scratch;
     let c2p = &c2p[..len * width];
     let p2c = &p2c[..len * width];
-    for i in 0..len {
-        let row = &mut scores[i * len..(i + 1) * len];
-        let bias_row = &bias[i * len..(i + 1) * len];
-        let (ci, pi) = match relative {
-            Some(rel) => (
-                &rel.c2p[i * len..(i + 1) * len],
-                &rel.p2c[i * len..(i + 1) * len],
-            ),
-            None => (&[][..], &[][..]),
-        };
-        match (c2p_on, p2c_on) {
-            (true, true) => {
-                for j in 0..len {
-                    let r = c2p[ci[j] as usize] + p2c[pi[j] as usize];
-                    row[j] = (row[j] + r) + bias_row[j];
-                }
-            }
-            (true, false) => {
-                for j in 0..len {
-                    row[j] = (row[j] + c2p[ci[j] as usize]) + bias_row[j];
-                }
-            }
-            (false, true) => {
-                for j in 0..len {
-                    row[j] = (row[j] + p2c[pi[j] as usize]) + bias_row[j];
-                }
-            }
-            (false, false) => {
-                for (s, m) in row.iter_mut().zip(bias_row) {
-                    *s += m;
+    // Tiles of QUERY_BLOCK x KEY_BLOCK: the p2c reads walk a diagonal across p2c rows, so a
+    // tile keeps the rows and slots it touches in L1; each query block is then normalised
+    // while its rows are still in cache.
+    for i0 in (0..len).step_by(QUERY_BLOCK) {
+        let i1 = (i0 + QUERY_BLOCK).min(len);
+        for j0 in (0..len).step_by(KEY_BLOCK) {
+            let j1 = (j0 + KEY_BLOCK).min(len);
+            for i in i0..i1 {
+                let cells = i * len + j0..i * len + j1;
+                let row = &mut scores[cells.clone()];
+                let bias_row = &bias[cells.clone()];
+                let (ci, pi) = match relative {
+                    Some(rel) => (&rel.c2p[cells.clone()], &rel.p2c[cells]),
+                    None => (&[][..], &[][..]),
+                };
+                match (c2p_on, p2c_on) {
+                    (true, true) => {
+                        for ((s, m), (c, p)) in row.iter_mut().zip(bias_row).zip(ci.iter().zip(pi)) {
+                            // SAFETY: `check` verified every index is below L * W.
+                            let r = unsafe {
+                                c2p.get_unchecked(*c as usize) + p2c.get_unchecked(*p as usize)
+                            };
+                            *s = (*s + r) + m;
+                        }
+                    }
+                    (true, false) => {
+                        for ((s, m), c) in row.iter_mut().zip(bias_row).zip(ci) {
+                            // SAFETY: as above.
+                            *s = (*s + unsafe { c2p.get_unchecked(*c as usize) }) + m;
+                        }
+                    }
+                    (false, true) => {
+                        for ((s, m), p) in row.iter_mut().zip(bias_row).zip(pi) {
+                            // SAFETY: as above.
+                            *s = (*s + unsafe { p2c.get_unchecked(*p as usize) }) + m;
+                        }
+                    }
+                    (false, false) => {
+                        for (s, m) in row.iter_mut().zip(bias_row) {
+                            *s += m;
+                        }
+                    }
                 }
             }
         }
-        rows::softmax(row);
+        for row in scores[i0 * len..i1 * len].chunks_exact_mut(len) {
+            rows::softmax(row);
+        }
     }
 }
 }

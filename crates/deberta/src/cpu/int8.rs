@@ -1,10 +1,11 @@
 //! Dynamic int8 quantisation of the encoder's linear layers (`--dtype int8`).
 //!
 //! Weights are quantised once, symmetric per output channel (`w ≈ s_n · q`, `q ∈ [-127, 127]`);
-//! activations are quantised at each call, symmetric per token row. The products are summed
-//! exactly in i32 (`vpmaddwd` on i16-widened values: 16 multiply-adds per AVX2 instruction,
-//! twice the f32 FMA rate, and no `vpmaddubsw` saturation), then scaled back to f32. Per-row
-//! and per-channel scales keep the error below ONNX Runtime's per-tensor `quantize_dynamic`.
+//! activations are quantised at each call, asymmetric per token row (`x ≈ s_m · (q - z_m)`,
+//! `q ∈ [0, 255]`, the range always holding 0, so post-GELU rows keep all 256 levels). The
+//! products are summed exactly in i32 (`vpmaddwd` on i16-widened values: 16 multiply-adds per
+//! AVX2 instruction, twice the f32 FMA rate, and no `vpmaddubsw` saturation), the zero point is
+//! removed through each channel's weight sum, and the result is scaled back to f32.
 //!
 //! Weight layout: panels of 16 output columns; within a panel, for each pair of inputs `k, k+1`,
 //! 16 `(q[n, k], q[n, k+1])` i16 pairs, so one 256-bit load feeds 8 columns.
@@ -33,6 +34,8 @@ pub struct QuantLinear {
     packed: Vec<i16>,
     /// Per output channel.
     scales: Vec<f32>,
+    /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point.
+    sums: Vec<i32>,
 }
 
 impl QuantLinear {
@@ -48,6 +51,7 @@ impl QuantLinear {
         let panels = out_dim.div_ceil(PANEL);
         let mut packed = vec![0i16; panels * pairs * 2 * PANEL];
         let mut scales = vec![1f32; out_dim];
+        let mut sums = vec![0i32; out_dim];
         for (n, row) in w.chunks_exact(in_dim).enumerate() {
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
             let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
@@ -56,6 +60,7 @@ impl QuantLinear {
             for (k, v) in row.iter().enumerate() {
                 let q = (v / s).round().clamp(-127.0, 127.0) as i16;
                 packed[(panel * pairs + k / 2) * 2 * PANEL + col * 2 + k % 2] = q;
+                sums[n] += i32::from(q);
             }
         }
         Ok(Self {
@@ -64,6 +69,7 @@ impl QuantLinear {
             pairs,
             packed,
             scales,
+            sums,
         })
     }
 
@@ -79,7 +85,7 @@ impl QuantLinear {
                 self.out_dim
             )));
         }
-        let (qx, row_scales) = quantize_rows(x, self.in_dim, self.pairs);
+        let (qx, row_params) = quantize_rows(x, self.in_dim, self.pairs);
         let panels = self.out_dim.div_ceil(PANEL);
         let row_chunks = rows.div_ceil(CHUNK_ROWS);
         let panel_chunks = panels.div_ceil(CHUNK_PANELS);
@@ -91,7 +97,7 @@ impl QuantLinear {
                 let row_range = rc * CHUNK_ROWS..((rc + 1) * CHUNK_ROWS).min(rows);
                 let panel_range = pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels);
                 // SAFETY: this task writes only rows `row_range` x the columns of its panels.
-                unsafe { self.chunk(&qx, &row_scales, row_range, panel_range, dst) };
+                unsafe { self.chunk(&qx, &row_params, row_range, panel_range, dst) };
             });
         Ok(())
     }
@@ -104,7 +110,7 @@ impl QuantLinear {
     unsafe fn chunk(
         &self,
         qx: &[i16],
-        row_scales: &[f32],
+        row_params: &[RowParams],
         row_range: std::ops::Range<usize>,
         panel_range: std::ops::Range<usize>,
         dst: SharedMut,
@@ -120,11 +126,13 @@ impl QuantLinear {
                 dot_tile(a, stride, tile, weights, self.pairs, &mut acc);
                 for (r, acc_row) in acc.iter().enumerate().take(tile) {
                     let row = r0 + r;
+                    let RowParams { scale, zero } = row_params[row];
                     let out_row = dst.get().add(row * self.out_dim);
                     for (c, &v) in acc_row.iter().enumerate() {
                         let n = panel * PANEL + c;
                         if n < self.out_dim {
-                            *out_row.add(n) = v as f32 * row_scales[row] * self.scales[n];
+                            let exact = v - zero * self.sums[n];
+                            *out_row.add(n) = exact as f32 * scale * self.scales[n];
                         }
                     }
                 }
@@ -134,30 +142,49 @@ impl QuantLinear {
     }
 }
 
-/// Per-row symmetric quantisation of `x [rows, in_dim]` to i16 rows padded to `2 * pairs`.
-fn quantize_rows(x: &[f32], in_dim: usize, pairs: usize) -> (Vec<i16>, Vec<f32>) {
+/// One token row's quantisation: `x ≈ scale · (q - zero)`.
+#[derive(Clone, Copy)]
+struct RowParams {
+    scale: f32,
+    zero: i32,
+}
+
+/// Per-row asymmetric quantisation of `x [rows, in_dim]` to i16 rows padded to `2 * pairs`.
+fn quantize_rows(x: &[f32], in_dim: usize, pairs: usize) -> (Vec<i16>, Vec<RowParams>) {
     let rows = x.len() / in_dim;
     let stride = 2 * pairs;
     let mut q = vec![0i16; rows * stride];
-    let mut scales = vec![1f32; rows];
+    let mut params = vec![
+        RowParams {
+            scale: 1.0,
+            zero: 0
+        };
+        rows
+    ];
     q.par_chunks_mut(stride)
-        .zip(scales.par_iter_mut())
+        .zip(params.par_iter_mut())
         .zip(x.par_chunks(in_dim))
         .with_min_len(8)
-        .for_each(|((q_row, s), x_row)| *s = quantize_row(q_row, x_row));
-    (q, scales)
+        .for_each(|((q_row, p), x_row)| *p = quantize_row(q_row, x_row));
+    (q, params)
 }
 
 simd_fn! {
-/// Quantises one row (round half to even, as `vroundps` does) and returns its scale.
-fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> f32 {
-    let amax = x_row.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+/// Quantises one row to `[0, 255]` (round half to even, as `vroundps` does).
+fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
+    let (lo, hi) = x_row
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
     let inv = 1.0 / scale;
     for (qv, v) in q_row.iter_mut().zip(x_row) {
-        *qv = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i16;
+        *qv = (v * inv + zero).round_ties_even().clamp(0.0, 255.0) as i16;
     }
-    scale
+    RowParams {
+        scale,
+        zero: zero as i32,
+    }
 }
 }
 

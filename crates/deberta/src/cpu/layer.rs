@@ -240,9 +240,12 @@ pub fn forward(
     Ok((out, probs))
 }
 
+/// Sizes a reused buffer. Every buffer is fully overwritten by the GEMM that fills it
+/// (`read_dst = false`), so old contents need not be cleared.
 fn resize(buf: &mut Vec<f32>, len: usize) {
-    buf.clear();
-    buf.resize(len, 0.0);
+    if buf.len() != len {
+        buf.resize(len, 0.0);
+    }
 }
 
 /// Rows per head (`2S`) of a `[heads, 2S, d]` position table.

@@ -23,7 +23,10 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r2 + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n without a float-to-int conversion (Rust's saturating cast does not vectorise):
+    // n + 127 + 2^23 holds n + 127 in its low mantissa bits, which the shift moves into
+    // the exponent field.
+    let scale = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -128,12 +131,35 @@ pub fn add_layer_norm(
     }
 }
 
+/// Lanes of the explicit accumulators below (the reductions vectorise only when written
+/// lane-wise: float addition is not associative).
+const LANES: usize = 8;
+
 /// In-place softmax of one row.
 #[inline(always)]
 pub fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in lane_max.iter_mut().zip(chunk) {
+            *m = m.max(v);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lane_max)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut lane_sum = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (s, v) in lane_sum.iter_mut().zip(chunk.iter_mut()) {
+            *v = exp(*v - max);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = lane_sum.iter().sum();
+    for v in chunks.into_remainder() {
         *v = exp(*v - max);
         sum += *v;
     }
