@@ -135,6 +135,47 @@ fn zero_shot_labels_per_line() {
 }
 
 #[test]
+fn zero_shot_in_int8_gives_a_distribution_close_to_f32() {
+    let m = model("nli");
+    let run = |dtype: &str| {
+        let (ok, out, err) = deberta(
+            &[
+                "zero-shot",
+                "--model",
+                &m,
+                "--labels",
+                "sports,politics,cooking",
+                "--dtype",
+                dtype,
+                "The match ended 3-1.",
+            ],
+            "",
+        );
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let mut scores: Vec<(String, f64)> = v["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(v["scores"].as_array().unwrap())
+            .map(|(l, s)| (l.as_str().unwrap().to_string(), s.as_f64().unwrap()))
+            .collect();
+        scores.sort_by(|a, b| a.0.cmp(&b.0));
+        scores
+    };
+    let (f32_scores, int8_scores) = (run("f32"), run("int8"));
+    let total: f64 = int8_scores.iter().map(|s| s.1).sum();
+    assert!((total - 1.0).abs() < 1e-5, "{int8_scores:?}");
+    let worst = f32_scores
+        .iter()
+        .zip(&int8_scores)
+        .map(|(a, b)| (a.1 - b.1).abs())
+        .fold(0.0, f64::max);
+    println!("zero-shot int8 vs f32: max |score diff| = {worst:.2e}");
+    assert!(worst < 0.05, "{f32_scores:?} vs {int8_scores:?}");
+}
+
+#[test]
 fn ner_windows_and_offsets() {
     let m = model("ner");
     let text = "Angela Merkel met Emmanuel Macron in Berlin on Monday. The European Union and Siemens AG announced a partnership in München, while Zoë visited the Louvre in Paris with friends from São Paulo.";

@@ -110,6 +110,13 @@ impl Engine {
         self
     }
 
+    /// Switches the model's encoder linear layers to dynamic int8 (CPU only; see
+    /// `TaskModel::quantize_int8`).
+    pub fn quantize_int8(mut self) -> Result<Self> {
+        self.model.quantize_int8()?;
+        Ok(self)
+    }
+
     /// The settings.
     pub fn options(&self) -> EngineOptions {
         self.options

@@ -43,6 +43,9 @@ pub struct CommonArgs {
     /// cpu, cuda, cuda:N or metal (cuda / metal need a build with that feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Compute type: f32, or int8 (dynamic quantisation of the encoder's linear layers; CPU).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    pub dtype: String,
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -69,8 +72,11 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
     let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| dir.clone());
     let tokenizer = Tokenizer::from_dir(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
-    let engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
+    let mut engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
+    if args.dtype == "int8" {
+        engine = engine.quantize_int8()?;
+    }
     Ok(engine.with_options(EngineOptions {
         batch_size: args.batch_size,
         max_length: args.max_length,
