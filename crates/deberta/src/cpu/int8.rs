@@ -3,12 +3,13 @@
 //! Weights are quantised once, symmetric per output channel (`w ≈ s_n · q`, `q ∈ [-127, 127]`);
 //! activations are quantised at each call, asymmetric per token row (`x ≈ s_m · (q - z_m)`,
 //! `q ∈ [0, 255]`, the range always holding 0, so post-GELU rows keep all 256 levels). The
-//! products are summed exactly in i32 (`vpmaddwd` on i16-widened values: 16 multiply-adds per
-//! AVX2 instruction, twice the f32 FMA rate, and no `vpmaddubsw` saturation), the zero point is
+//! products are summed exactly in i32 (`vpmaddwd` on values widened to i16 as they are loaded:
+//! 16 multiply-adds per AVX2 instruction, twice the f32 FMA rate, and no `vpmaddubsw`
+//! saturation), the zero point is
 //! removed through each channel's weight sum, and the result is scaled back to f32.
 //!
 //! Weight layout: panels of 16 output columns; within a panel, for each pair of inputs `k, k+1`,
-//! 16 `(q[n, k], q[n, k+1])` i16 pairs, so one 256-bit load feeds 8 columns.
+//! 16 `(q[n, k], q[n, k+1])` i8 pairs, so one 128-bit load, widened, feeds 8 columns.
 
 use rayon::prelude::*;
 
@@ -24,14 +25,14 @@ const CHUNK_ROWS: usize = 16 * TILE_ROWS;
 /// Panels per parallel task.
 const CHUNK_PANELS: usize = 8;
 
-/// An `nn.Linear` weight `[out, in]` quantised to int8 values (stored as i16 pairs).
+/// An `nn.Linear` weight `[out, in]` quantised to int8.
 pub struct QuantLinear {
     in_dim: usize,
     out_dim: usize,
     /// Input pairs (`ceil(in / 2)`).
     pairs: usize,
     /// `[panels][pairs][16 columns][2]`.
-    packed: Vec<i16>,
+    packed: Vec<i8>,
     /// Per output channel.
     scales: Vec<f32>,
     /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point.
@@ -49,7 +50,7 @@ impl QuantLinear {
         }
         let pairs = in_dim.div_ceil(2);
         let panels = out_dim.div_ceil(PANEL);
-        let mut packed = vec![0i16; panels * pairs * 2 * PANEL];
+        let mut packed = vec![0i8; panels * pairs * 2 * PANEL];
         let mut scales = vec![1f32; out_dim];
         let mut sums = vec![0i32; out_dim];
         for (n, row) in w.chunks_exact(in_dim).enumerate() {
@@ -58,7 +59,7 @@ impl QuantLinear {
             scales[n] = s;
             let (panel, col) = (n / PANEL, n % PANEL);
             for (k, v) in row.iter().enumerate() {
-                let q = (v / s).round().clamp(-127.0, 127.0) as i16;
+                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
                 packed[(panel * pairs + k / 2) * 2 * PANEL + col * 2 + k % 2] = q;
                 sums[n] += i32::from(q);
             }
@@ -194,7 +195,7 @@ fn dot_tile(
     a: &[i16],
     stride: usize,
     tile: usize,
-    panel: &[i16],
+    panel: &[i8],
     pairs: usize,
     acc: &mut [[i32; PANEL]; TILE_ROWS],
 ) {
@@ -224,7 +225,7 @@ fn portable_tile(
     a: &[i16],
     stride: usize,
     tile: usize,
-    panel: &[i16],
+    panel: &[i8],
     pairs: usize,
     acc: &mut [[i32; PANEL]; TILE_ROWS],
 ) {
@@ -250,12 +251,12 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 must be available; `a` must hold `R` rows of `stride >= 2 * pairs` i16 and `panel`
-    /// `pairs * 32` i16.
+    /// `pairs * 32` i8.
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile<const R: usize>(
         a: &[i16],
         stride: usize,
-        panel: &[i16],
+        panel: &[i8],
         pairs: usize,
         acc: &mut [[i32; PANEL]; TILE_ROWS],
     ) {
@@ -264,8 +265,9 @@ mod avx2 {
         let a_ptr = a.as_ptr();
         let w_ptr = panel.as_ptr();
         for p in 0..pairs {
-            let w0 = _mm256_loadu_si256(w_ptr.add(p * 32) as *const __m256i);
-            let w1 = _mm256_loadu_si256(w_ptr.add(p * 32 + 16) as *const __m256i);
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w_ptr.add(p * 32) as *const __m128i));
+            let w1 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(w_ptr.add(p * 32 + 16) as *const __m128i));
             for (r, sum) in sums.iter_mut().enumerate() {
                 let pair = (a_ptr.add(r * stride + 2 * p) as *const i32).read_unaligned();
                 let av = _mm256_set1_epi32(pair);
