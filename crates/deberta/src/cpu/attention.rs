@@ -108,12 +108,11 @@ pub fn attention(
                     false,
                 )
             };
-            let mut have = (false, false);
             if let Some(rel) = relative {
-                have = position_scores(rel, dims, h, q, k, scratch);
+                position_scores(rel, dims, h, q, k, scratch);
             }
             let bias_b = &bias[b * len * len..(b + 1) * len * len];
-            fused_softmax(scratch, relative, have, bias_b, len, width);
+            fused_softmax(scratch, relative, bias_b, len, width);
             if let Some(out) = probs_out {
                 // SAFETY: block (b, h) of probs is written by this task only.
                 let dst = unsafe {
@@ -139,8 +138,8 @@ pub fn attention(
     Ok(())
 }
 
-/// c2p (`Q · Kr_activeᵀ`) and p2c (`K · Qr_activeᵀ`) for one head into scratch `[L, W]`
-/// blocks; returns which were computed.
+/// c2p (`Q · Kr_activeᵀ`) and p2c (`K · Qr_activeᵀ`), for the terms that are on, for one head
+/// into scratch `[L, W]` blocks.
 fn position_scores(
     rel: &Relative,
     dims: Dims,
@@ -148,41 +147,32 @@ fn position_scores(
     q: MatRef,
     k: MatRef,
     scratch: &mut Scratch,
-) -> (bool, bool) {
+) {
     let (len, d, w) = (dims.len, dims.head_size, rel.width);
-    let table_at = |t: &[f32]| MatRef {
+    let terms = [
+        (rel.key, q, &mut scratch.c2p),
+        (rel.query, k, &mut scratch.p2c),
+    ];
+    for (table, content, out) in terms {
+        let Some(table) = table else { continue };
         // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
-        ptr: t[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
-        rs: 1,
-        cs: d as isize,
-    };
-    if let Some(key) = rel.key {
+        let active = MatRef {
+            ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
+            rs: 1,
+            cs: d as isize,
+        };
         // SAFETY: shapes checked in `check`; scratch is private to the task.
         unsafe {
             matmul(
                 (len, w, d),
-                scratch.c2p.as_mut_ptr(),
+                out.as_mut_ptr(),
                 w as isize,
-                q,
-                table_at(key),
+                content,
+                active,
                 false,
             )
         };
     }
-    if let Some(query) = rel.query {
-        // SAFETY: as above.
-        unsafe {
-            matmul(
-                (len, w, d),
-                scratch.p2c.as_mut_ptr(),
-                w as isize,
-                k,
-                table_at(query),
-                false,
-            )
-        };
-    }
-    (rel.key.is_some(), rel.query.is_some())
 }
 
 simd_fn! {
@@ -190,12 +180,11 @@ simd_fn! {
 fn fused_softmax(
     scratch: &mut Scratch,
     relative: Option<&Relative>,
-    on: (bool, bool),
     bias: &[f32],
     len: usize,
     width: usize,
 ) {
-    let (c2p_on, p2c_on) = on;
+    let (c2p_on, p2c_on) = relative.map_or((false, false), |r| (r.key.is_some(), r.query.is_some()));
     let Scratch {
         scores, c2p, p2c, ..
     } = scratch;

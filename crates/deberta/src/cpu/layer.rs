@@ -59,7 +59,7 @@ impl QuantLayer {
             let (out_dim, in_dim) = l.weight().dims2()?;
             let w = l.weight().contiguous()?;
             let view = View::new(&w, name)?;
-            QuantLinear::new(view.f32()?, out_dim, in_dim)
+            QuantLinear::new(view.slice()?, out_dim, in_dim)
         };
         Ok(Self {
             qkv: quantize(qkv, "attention.self.{query,key,value}_proj")?,
@@ -70,17 +70,21 @@ impl QuantLayer {
     }
 }
 
-/// `out = x · wᵀ` through the int8 copy when there is one, else the f32 weight.
+/// `out = x · wᵀ` through the int8 copy when there is one, else the f32 weight (the bias is
+/// fused into the pass that follows).
 fn project(
     x: &[f32],
-    weight: &[f32],
+    linear_view: &LinearView,
     quant: Option<&QuantLinear>,
-    in_dim: usize,
     out: &mut [f32],
 ) -> Result<()> {
     match quant {
         Some(q) => q.forward(x, out),
-        None => linear(x, weight, in_dim, out),
+        None => {
+            let weight = linear_view.weight.slice()?;
+            let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
+            linear(x, weight, weight.len() / out_dim, out)
+        }
     }
 }
 
@@ -122,7 +126,7 @@ pub fn forward(
     let (batch, len, width) = hidden.dims3()?;
     let hidden = hidden.contiguous()?;
     let x_view = View::new(&hidden, "hidden states")?;
-    let x = x_view.f32()?;
+    let x = x_view.slice()?;
     let dims = Dims {
         batch,
         len,
@@ -134,14 +138,8 @@ pub fn forward(
 
     let qkv = LinearView::new(p.qkv, "attention.self.{query,key,value}_proj")?;
     resize(&mut buffers.qkv, tokens * 3 * all);
-    project(
-        x,
-        qkv.weight.f32()?,
-        p.quant.map(|q| &q.qkv),
-        width,
-        &mut buffers.qkv,
-    )?;
-    add_qkv_bias(&mut buffers.qkv, qkv.bias.f32()?, all, p.scale)?;
+    project(x, &qkv, p.quant.map(|q| &q.qkv), &mut buffers.qkv)?;
+    add_qkv_bias(&mut buffers.qkv, qkv.bias.slice()?, all, p.scale)?;
 
     let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
     resize(&mut buffers.context, tokens * all);
@@ -167,11 +165,11 @@ pub fn forward(
             .transpose()?;
         let relative = match (&index_views, key_view.is_some() || query_view.is_some()) {
             (Some((c2p, p2c, index)), true) => Some(Relative {
-                key: key_view.as_ref().map(|v| v.f32()).transpose()?,
-                query: query_view.as_ref().map(|v| v.f32()).transpose()?,
+                key: key_view.as_ref().map(|v| v.slice()).transpose()?,
+                query: query_view.as_ref().map(|v| v.slice()).transpose()?,
                 table_rows: table_rows(p.pos_key.or(p.pos_query))?,
-                c2p: c2p.u32()?,
-                p2c: p2c.u32()?,
+                c2p: c2p.slice()?,
+                p2c: p2c.slice()?,
                 first_slot: index.first_slot,
                 width: index.width,
             }),
@@ -180,7 +178,7 @@ pub fn forward(
         attention(
             dims,
             &buffers.qkv,
-            bias_view.f32()?,
+            bias_view.slice()?,
             relative.as_ref(),
             &mut buffers.context,
             probs.as_deref_mut(),
@@ -191,43 +189,40 @@ pub fn forward(
     resize(&mut buffers.attended, tokens * width);
     project(
         &buffers.context,
-        dense.weight.f32()?,
+        &dense,
         p.quant.map(|q| &q.dense),
-        all,
         &mut buffers.attended,
     )?;
     add_norm(
         &mut buffers.attended,
-        dense.bias.f32()?,
+        dense.bias.slice()?,
         x,
         p.attention_norm,
         "attention.output.LayerNorm",
     )?;
 
     let inter = LinearView::new(p.intermediate, "intermediate.dense")?;
-    let inner_size = inter.bias.f32()?.len();
+    let inner_size = inter.bias.slice::<f32>()?.len();
     resize(&mut buffers.inner, tokens * inner_size);
     project(
         &buffers.attended,
-        inter.weight.f32()?,
+        &inter,
         p.quant.map(|q| &q.intermediate),
-        width,
         &mut buffers.inner,
     )?;
-    bias_activation(&mut buffers.inner, inter.bias.f32()?, p.act)?;
+    bias_activation(&mut buffers.inner, inter.bias.slice()?, p.act)?;
 
     let output = LinearView::new(p.output, "output.dense")?;
     let mut out = vec![0f32; tokens * width];
     project(
         &buffers.inner,
-        output.weight.f32()?,
+        &output,
         p.quant.map(|q| &q.output),
-        inner_size,
         &mut out,
     )?;
     add_norm(
         &mut out,
-        output.bias.f32()?,
+        output.bias.slice()?,
         &buffers.attended,
         p.output_norm,
         "output.LayerNorm",
@@ -276,13 +271,13 @@ fn add_norm(
     name: &'static str,
 ) -> Result<()> {
     let gamma_view = View::new(norm.weight(), name)?;
-    let gamma = gamma_view.f32()?;
+    let gamma = gamma_view.slice()?;
     let beta_view = norm
         .bias()
         .map(|b| View::new(b, name))
         .transpose()?
         .ok_or_else(|| Error::Input(format!("CPU fast path: {name} has no bias")))?;
-    let beta = beta_view.f32()?;
+    let beta = beta_view.slice()?;
     let width = gamma.len();
     if bias.len() != width || beta.len() != width || residual.len() != rows_buf.len() {
         return Err(Error::Input(format!("CPU fast path: {name} sizes")));

@@ -22,7 +22,7 @@ mod rows;
 
 pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, QuantLayer};
 
-use candle_core::{DType, Storage, Tensor};
+use candle_core::{DType, Storage, Tensor, WithDType};
 
 use crate::{Error, Result};
 
@@ -58,20 +58,12 @@ impl<'a> View<'a> {
         })
     }
 
-    pub fn f32(&self) -> Result<&[f32]> {
+    /// The tensor's elements (an error if the storage holds another dtype).
+    pub fn slice<T: WithDType>(&self) -> Result<&[T]> {
         let Storage::Cpu(cpu) = &*self.guard else {
             return Err(internal(self.name, "is not on the CPU"));
         };
-        let all = cpu.as_slice::<f32>()?;
-        all.get(self.start..self.start + self.len)
-            .ok_or_else(|| internal(self.name, "has a layout outside its storage"))
-    }
-
-    pub fn u32(&self) -> Result<&[u32]> {
-        let Storage::Cpu(cpu) = &*self.guard else {
-            return Err(internal(self.name, "is not on the CPU"));
-        };
-        let all = cpu.as_slice::<u32>()?;
+        let all = cpu.as_slice::<T>()?;
         all.get(self.start..self.start + self.len)
             .ok_or_else(|| internal(self.name, "has a layout outside its storage"))
     }
