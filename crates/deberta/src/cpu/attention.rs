@@ -5,10 +5,12 @@
 //! Mirrors `DisentangledSelfAttention.forward` / `disentangled_attention_bias`:
 //! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L199>
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
-use super::gemm::{matmul, MatRef};
-use super::{rows, simd_fn, SharedMut};
+use super::sgemm::{self, PackScratch};
+use super::{gemm, rows, simd_fn, MatRef, SharedMut};
 use crate::{Error, Result};
 
 /// Sizes of one attention call.
@@ -28,10 +30,10 @@ pub struct Relative<'a> {
     pub query: Option<&'a [f32]>,
     /// Rows per head in the tables (`2S`).
     pub table_rows: usize,
-    /// `[L * L]` flat indices into a `[L, W]` c2p score block (see `RelativeIndex`).
-    pub c2p: &'a [u32],
-    /// `[L * L]` flat indices into a `[L, W]` p2c score block.
-    pub p2c: &'a [u32],
+    /// `[2L - 1]` slots by diagonal: score `(i, j)` reads c2p `[i, c2p_slot[i - j + L - 1]]`
+    /// and p2c `[j, p2c_slot[i - j + L - 1]]` of the `[L, W]` blocks (see `RelativeIndex`).
+    pub c2p_slot: &'a [u32],
+    pub p2c_slot: &'a [u32],
     pub first_slot: usize,
     pub width: usize,
 }
@@ -40,11 +42,49 @@ pub struct Relative<'a> {
 const QUERY_BLOCK: usize = 32;
 const KEY_BLOCK: usize = 64;
 
+thread_local! {
+    /// Each worker's scratch, kept across calls (fresh multi-MiB buffers per call would cost
+    /// page faults on every layer).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 /// Per-task scratch, reused across the tasks a worker runs.
+#[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
     c2p: Vec<f32>,
     p2c: Vec<f32>,
+    /// Packed operands for the products (when the AVX2 kernel runs them).
+    pack: PackScratch,
+}
+
+impl Scratch {
+    /// Sizes the buffers for one (head, sequence) task; every product overwrites what it uses.
+    fn fit(&mut self, len: usize, width: usize) {
+        self.scores.resize(len * len, 0.0);
+        self.c2p.resize(len * width, 0.0);
+        self.p2c.resize(len * width, 0.0);
+    }
+}
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread: the AVX2 kernel where the CPU has it,
+/// else the `gemm` crate.
+///
+/// # Safety
+/// As for [`sgemm::matmul`].
+unsafe fn product(
+    shape: (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: MatRef,
+    rhs: MatRef,
+    pack: &mut PackScratch,
+) {
+    if sgemm::available() {
+        sgemm::matmul(shape, dst, dst_rs, lhs, rhs, pack);
+    } else {
+        gemm::matmul(shape, dst, dst_rs as isize, lhs, rhs, false);
+    }
 }
 
 /// `qkv`: `[B*L, 3*H*d]` with biases added and K divided by the scale; `bias`: `[B, L, L]`
@@ -69,72 +109,72 @@ pub fn attention(
     let ctx_out = SharedMut(context.as_mut_ptr());
     let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
     let row_stride = 3 * all;
-    (0..heads * batch).into_par_iter().for_each_init(
-        || Scratch {
-            scores: vec![0.0; len * len],
-            c2p: vec![0.0; len * width],
-            p2c: vec![0.0; len * width],
-        },
-        |scratch, task| {
-            let (h, b) = (task / batch, task % batch);
-            // Q, K, V of head h, sequence b: [L, d] views with row stride 3*H*d.
-            let base = b * len * row_stride + h * head_size;
-            let q = MatRef {
-                ptr: qkv[base..].as_ptr(),
-                rs: row_stride as isize,
-                cs: 1,
-            };
-            let k = MatRef {
-                ptr: qkv[base + all..].as_ptr(),
-                ..q
-            };
-            let v = MatRef {
-                ptr: qkv[base + 2 * all..].as_ptr(),
-                ..q
-            };
-            let kt = MatRef {
-                ptr: k.ptr,
-                rs: 1,
-                cs: row_stride as isize,
-            };
-            // SAFETY: `check` verified every buffer against these shapes; scratch is private.
-            unsafe {
-                matmul(
-                    (len, len, head_size),
-                    scratch.scores.as_mut_ptr(),
-                    len as isize,
-                    q,
-                    kt,
-                    false,
+    let head_task = |scratch: &mut Scratch, task: usize| {
+        scratch.fit(len, width);
+        let (h, b) = (task / batch, task % batch);
+        // Q, K, V of head h, sequence b: [L, d] views with row stride 3*H*d.
+        let base = b * len * row_stride + h * head_size;
+        let q = MatRef {
+            ptr: qkv[base..].as_ptr(),
+            rs: row_stride as isize,
+            cs: 1,
+        };
+        let k = MatRef {
+            ptr: qkv[base + all..].as_ptr(),
+            ..q
+        };
+        let v = MatRef {
+            ptr: qkv[base + 2 * all..].as_ptr(),
+            ..q
+        };
+        let kt = MatRef {
+            ptr: k.ptr,
+            rs: 1,
+            cs: row_stride as isize,
+        };
+        // SAFETY: `check` verified every buffer against these shapes; scratch is private.
+        unsafe {
+            product(
+                (len, len, head_size),
+                scratch.scores.as_mut_ptr(),
+                len,
+                q,
+                kt,
+                &mut scratch.pack,
+            )
+        };
+        if let Some(rel) = relative {
+            position_scores(rel, dims, h, q, k, scratch);
+        }
+        let bias_b = &bias[b * len * len..(b + 1) * len * len];
+        fused_softmax(scratch, relative, bias_b, len, width);
+        if let Some(out) = probs_out {
+            // SAFETY: block (b, h) of probs is written by this task only.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    out.get().add((b * heads + h) * len * len),
+                    len * len,
                 )
             };
-            if let Some(rel) = relative {
-                position_scores(rel, dims, h, q, k, scratch);
-            }
-            let bias_b = &bias[b * len * len..(b + 1) * len * len];
-            fused_softmax(scratch, relative, bias_b, len, width);
-            if let Some(out) = probs_out {
-                // SAFETY: block (b, h) of probs is written by this task only.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.get().add((b * heads + h) * len * len),
-                        len * len,
-                    )
-                };
-                dst.copy_from_slice(&scratch.scores);
-            }
-            let p = MatRef {
-                ptr: scratch.scores.as_ptr(),
-                rs: len as isize,
-                cs: 1,
-            };
-            // SAFETY: rows b*L.. of context, columns h*d..(h+1)*d belong to this task only.
-            unsafe {
-                let dst = ctx_out.get().add(b * len * all + h * head_size);
-                matmul((len, head_size, len), dst, all as isize, p, v, false)
-            };
-        },
-    );
+            dst.copy_from_slice(&scratch.scores);
+        }
+        let p = MatRef {
+            ptr: scratch.scores.as_ptr(),
+            rs: len as isize,
+            cs: 1,
+        };
+        // SAFETY: rows b*L.. of context, columns h*d..(h+1)*d belong to this task only.
+        unsafe {
+            let dst = ctx_out.get().add(b * len * all + h * head_size);
+            product((len, head_size, len), dst, all, p, v, &mut scratch.pack)
+        };
+    };
+    (0..heads * batch).into_par_iter().for_each(|task| {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => head_task(&mut scratch, task),
+            Err(_) => head_task(&mut Scratch::default(), task),
+        })
+    });
     Ok(())
 }
 
@@ -153,6 +193,7 @@ fn position_scores(
         (rel.key, q, &mut scratch.c2p),
         (rel.query, k, &mut scratch.p2c),
     ];
+    let pack = &mut scratch.pack;
     for (table, content, out) in terms {
         let Some(table) = table else { continue };
         // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
@@ -162,16 +203,7 @@ fn position_scores(
             cs: d as isize,
         };
         // SAFETY: shapes checked in `check`; scratch is private to the task.
-        unsafe {
-            matmul(
-                (len, w, d),
-                out.as_mut_ptr(),
-                w as isize,
-                content,
-                active,
-                false,
-            )
-        };
+        unsafe { product((len, w, d), out.as_mut_ptr(), w, content, active, pack) };
     }
 }
 
@@ -201,30 +233,41 @@ fn fused_softmax(
                 let cells = i * len + j0..i * len + j1;
                 let row = &mut scores[cells.clone()];
                 let bias_row = &bias[cells.clone()];
-                let (ci, pi) = match relative {
-                    Some(rel) => (&rel.c2p[cells.clone()], &rel.p2c[cells]),
-                    None => (&[][..], &[][..]),
-                };
+                // Slots for keys j0..j1 by diagonal d = i - j + L - 1 (so d falls as j rises).
+                let (c_slots, p_slots) = relative.map_or((&[][..], &[][..]), |r| (r.c2p_slot, r.p2c_slot));
+                let top = i + len - 1;
+                let c2p_row = &c2p[i * width..(i + 1) * width];
                 match (c2p_on, p2c_on) {
                     (true, true) => {
-                        for ((s, m), (c, p)) in row.iter_mut().zip(bias_row).zip(ci.iter().zip(pi)) {
-                            // SAFETY: `check` verified every index is below L * W.
+                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
+                            let j = j0 + jj;
+                            // SAFETY: `check` verified both slot tables hold 2L - 1 entries,
+                            // each below W; top - j < 2L - 1 and j < L.
                             let r = unsafe {
-                                c2p.get_unchecked(*c as usize) + p2c.get_unchecked(*p as usize)
+                                let d = top - j;
+                                c2p_row.get_unchecked(*c_slots.get_unchecked(d) as usize)
+                                    + p2c.get_unchecked(j * width + *p_slots.get_unchecked(d) as usize)
                             };
                             *s = (*s + r) + m;
                         }
                     }
                     (true, false) => {
-                        for ((s, m), c) in row.iter_mut().zip(bias_row).zip(ci) {
+                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
                             // SAFETY: as above.
-                            *s = (*s + unsafe { c2p.get_unchecked(*c as usize) }) + m;
+                            let r = unsafe {
+                                c2p_row.get_unchecked(*c_slots.get_unchecked(top - j0 - jj) as usize)
+                            };
+                            *s = (*s + r) + m;
                         }
                     }
                     (false, true) => {
-                        for ((s, m), p) in row.iter_mut().zip(bias_row).zip(pi) {
+                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
+                            let j = j0 + jj;
                             // SAFETY: as above.
-                            *s = (*s + unsafe { p2c.get_unchecked(*p as usize) }) + m;
+                            let r = unsafe {
+                                p2c.get_unchecked(j * width + *p_slots.get_unchecked(top - j) as usize)
+                            };
+                            *s = (*s + r) + m;
                         }
                     }
                     (false, false) => {
@@ -265,13 +308,17 @@ fn check(
         && probs.is_none_or(|p| p.len() == batch * heads * len * len);
     if let Some(rel) = relative {
         let table = heads * rel.table_rows * head_size;
-        let cells = len * rel.width;
+        let diagonals = (2 * len).saturating_sub(1);
         ok &= rel.key.is_none_or(|t| t.len() == table)
             && rel.query.is_none_or(|t| t.len() == table)
             && rel.first_slot + rel.width <= rel.table_rows
-            && rel.c2p.len() == len * len
-            && rel.p2c.len() == len * len
-            && rel.c2p.iter().chain(rel.p2c).all(|&i| (i as usize) < cells);
+            && rel.c2p_slot.len() == diagonals
+            && rel.p2c_slot.len() == diagonals
+            && rel
+                .c2p_slot
+                .iter()
+                .chain(rel.p2c_slot)
+                .all(|&s| (s as usize) < rel.width);
     }
     if ok {
         Ok(())

@@ -3,15 +3,8 @@
 
 use gemm::Parallelism;
 
+use super::MatRef;
 use crate::{Error, Result};
-
-/// A strided read-only matrix: element `(r, c)` is at `ptr + r * rs + c * cs`.
-#[derive(Clone, Copy)]
-pub struct MatRef {
-    pub ptr: *const f32,
-    pub rs: isize,
-    pub cs: isize,
-}
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
 ///

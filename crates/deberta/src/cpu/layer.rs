@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::attention::{attention, Dims, Relative};
 use super::gemm::linear;
 use super::int8::QuantLinear;
+use super::sgemm::PackedLinear;
 use super::{rows, simd_fn, View};
 use crate::activation::Activation;
 use crate::model::attention::AttentionContext;
@@ -36,50 +37,96 @@ pub struct LayerParams<'a> {
     pub act: Activation,
     pub output: &'a Linear,
     pub output_norm: &'a LayerNorm,
-    /// int8 versions of `qkv`, `dense`, `intermediate` and `output`, when quantised.
-    pub quant: Option<&'a QuantLayer>,
+    /// `qkv`, `dense`, `intermediate` and `output` in a faster format (int8 or packed f32),
+    /// when prepared; otherwise the f32 weights go through the `gemm` crate.
+    pub prepared: Option<&'a PreparedLayer>,
 }
 
-/// The four linear layers of a layer quantised to int8 ([`super::int8`]).
-pub struct QuantLayer {
-    qkv: QuantLinear,
-    dense: QuantLinear,
-    intermediate: QuantLinear,
-    output: QuantLinear,
+/// The four linear layers of a layer in a format the fast path multiplies faster: int8
+/// ([`super::int8`]) or f32 packed for the AVX2 kernel ([`super::sgemm`]).
+pub struct PreparedLayer {
+    qkv: PreparedLinear,
+    dense: PreparedLinear,
+    intermediate: PreparedLinear,
+    output: PreparedLinear,
 }
 
-impl QuantLayer {
-    pub fn new(
+enum PreparedLinear {
+    Int8(QuantLinear),
+    PackedF32(PackedLinear),
+}
+
+impl PreparedLinear {
+    fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        match self {
+            Self::Int8(q) => q.forward(x, out),
+            Self::PackedF32(p) => p.forward(x, out),
+        }
+    }
+}
+
+impl PreparedLayer {
+    /// Quantises the four weights to int8.
+    pub fn int8(
         qkv: &Linear,
         dense: &Linear,
         intermediate: &Linear,
         output: &Linear,
     ) -> Result<Self> {
-        let quantize = |l: &Linear, name: &'static str| -> Result<QuantLinear> {
+        Self::convert([qkv, dense, intermediate, output], |w, out_dim, in_dim| {
+            Ok(PreparedLinear::Int8(QuantLinear::new(w, out_dim, in_dim)?))
+        })
+    }
+
+    /// Packs the four f32 weights for the AVX2 kernel, or `None` where this CPU cannot run it
+    /// (or `DEBERTA_CPU_PACKED=0` says not to).
+    pub fn packed_f32(
+        qkv: &Linear,
+        dense: &Linear,
+        intermediate: &Linear,
+        output: &Linear,
+    ) -> Result<Option<Self>> {
+        if !super::sgemm::available() || std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
+        {
+            return Ok(None);
+        }
+        Self::convert([qkv, dense, intermediate, output], |w, out_dim, in_dim| {
+            Ok(PreparedLinear::PackedF32(PackedLinear::new(
+                w, out_dim, in_dim,
+            )?))
+        })
+        .map(Some)
+    }
+
+    fn convert(
+        [qkv, dense, intermediate, output]: [&Linear; 4],
+        convert: impl Fn(&[f32], usize, usize) -> Result<PreparedLinear>,
+    ) -> Result<Self> {
+        let one = |l: &Linear, name: &'static str| -> Result<PreparedLinear> {
             let (out_dim, in_dim) = l.weight().dims2()?;
             let w = l.weight().contiguous()?;
             let view = View::new(&w, name)?;
-            QuantLinear::new(view.slice()?, out_dim, in_dim)
+            convert(view.slice()?, out_dim, in_dim)
         };
         Ok(Self {
-            qkv: quantize(qkv, "attention.self.{query,key,value}_proj")?,
-            dense: quantize(dense, "attention.output.dense")?,
-            intermediate: quantize(intermediate, "intermediate.dense")?,
-            output: quantize(output, "output.dense")?,
+            qkv: one(qkv, "attention.self.{query,key,value}_proj")?,
+            dense: one(dense, "attention.output.dense")?,
+            intermediate: one(intermediate, "intermediate.dense")?,
+            output: one(output, "output.dense")?,
         })
     }
 }
 
-/// `out = x · wᵀ` through the int8 copy when there is one, else the f32 weight (the bias is
-/// fused into the pass that follows).
+/// `out = x · wᵀ` through the prepared copy when there is one, else the f32 weight through the
+/// `gemm` crate (the bias is fused into the pass that follows).
 fn project(
     x: &[f32],
     linear_view: &LinearView,
-    quant: Option<&QuantLinear>,
+    prepared: Option<&PreparedLinear>,
     out: &mut [f32],
 ) -> Result<()> {
-    match quant {
-        Some(q) => q.forward(x, out),
+    match prepared {
+        Some(p) => p.forward(x, out),
         None => {
             let weight = linear_view.weight.slice()?;
             let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
@@ -138,7 +185,7 @@ pub fn forward(
 
     let qkv = LinearView::new(p.qkv, "attention.self.{query,key,value}_proj")?;
     resize(&mut buffers.qkv, tokens * 3 * all);
-    project(x, &qkv, p.quant.map(|q| &q.qkv), &mut buffers.qkv)?;
+    project(x, &qkv, p.prepared.map(|q| &q.qkv), &mut buffers.qkv)?;
     add_qkv_bias(&mut buffers.qkv, qkv.bias.slice()?, all, p.scale)?;
 
     let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
@@ -153,23 +200,13 @@ pub fn forward(
             .pos_query
             .map(|t| View::new(t, "position queries"))
             .transpose()?;
-        let index_views = ctx
-            .index
-            .map(|i| -> Result<_> {
-                Ok((
-                    View::new(&i.c2p, "c2p index")?,
-                    View::new(&i.p2c, "p2c index")?,
-                    i,
-                ))
-            })
-            .transpose()?;
-        let relative = match (&index_views, key_view.is_some() || query_view.is_some()) {
-            (Some((c2p, p2c, index)), true) => Some(Relative {
+        let relative = match (ctx.index, key_view.is_some() || query_view.is_some()) {
+            (Some(index), true) => Some(Relative {
                 key: key_view.as_ref().map(|v| v.slice()).transpose()?,
                 query: query_view.as_ref().map(|v| v.slice()).transpose()?,
                 table_rows: table_rows(p.pos_key.or(p.pos_query))?,
-                c2p: c2p.slice()?,
-                p2c: p2c.slice()?,
+                c2p_slot: &index.c2p_slot,
+                p2c_slot: &index.p2c_slot,
                 first_slot: index.first_slot,
                 width: index.width,
             }),
@@ -190,7 +227,7 @@ pub fn forward(
     project(
         &buffers.context,
         &dense,
-        p.quant.map(|q| &q.dense),
+        p.prepared.map(|q| &q.dense),
         &mut buffers.attended,
     )?;
     add_norm(
@@ -207,7 +244,7 @@ pub fn forward(
     project(
         &buffers.attended,
         &inter,
-        p.quant.map(|q| &q.intermediate),
+        p.prepared.map(|q| &q.intermediate),
         &mut buffers.inner,
     )?;
     bias_activation(&mut buffers.inner, inter.bias.slice()?, p.act)?;
@@ -217,7 +254,7 @@ pub fn forward(
     project(
         &buffers.inner,
         &output,
-        p.quant.map(|q| &q.output),
+        p.prepared.map(|q| &q.output),
         &mut out,
     )?;
     add_norm(

@@ -4,8 +4,10 @@
 //! candle runs a layer as ~30 separate tensor ops, most of them single-threaded element-wise
 //! passes that each allocate their output. This path keeps candle's weights (read in place,
 //! no copy) and the same arithmetic, but:
-//! - calls the `gemm` crate directly, writing Q/K/V and each head's context in place through
-//!   strides instead of permuting copies;
+//! - runs every product on its own AVX2 GEMM ([`sgemm`]): the linear layers' weights packed
+//!   once, on first use, into the micro-kernel's layout, and the per-head attention products
+//!   packed per call, writing Q/K/V and each head's context in place through strides instead of
+//!   permuting copies (CPUs without AVX2 + FMA use the `gemm` crate, as candle does);
 //! - fuses bias + activation, bias + residual + LayerNorm, and
 //!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
 //! - runs attention as one task per (head, sequence), each with its own scratch buffers;
@@ -19,8 +21,9 @@ mod gemm;
 pub mod int8;
 mod layer;
 mod rows;
+mod sgemm;
 
-pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, QuantLayer};
+pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, PreparedLayer};
 
 use candle_core::{DType, Storage, Tensor, WithDType};
 
@@ -103,6 +106,23 @@ macro_rules! simd_fn {
     };
 }
 pub(crate) use simd_fn;
+
+/// A strided read-only matrix: element `(r, c)` is at `ptr + r * rs + c * cs`.
+#[derive(Clone, Copy)]
+pub struct MatRef {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl MatRef {
+    /// # Safety
+    /// `(r, c)` must address a live element.
+    #[inline(always)]
+    pub(crate) unsafe fn at(self, r: usize, c: usize) -> f32 {
+        *self.ptr.offset(r as isize * self.rs + c as isize * self.cs)
+    }
+}
 
 /// A raw pointer that parallel tasks share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]

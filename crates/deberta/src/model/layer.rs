@@ -3,12 +3,14 @@
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L378>
 
+use std::sync::OnceLock;
+
 use candle_core::Tensor;
 use candle_nn::{LayerNorm, Linear};
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
-use crate::cpu::{self, LayerBuffers, LayerParams, QuantLayer};
+use crate::cpu::{self, LayerBuffers, LayerParams, PreparedLayer};
 use crate::model::attention::{AttentionContext, DebertaV2Attention};
 use crate::nn::{apply, layer_norm, linear};
 use crate::weights::Weights;
@@ -21,7 +23,10 @@ pub struct DebertaV2Layer {
     output: Linear,
     output_norm: LayerNorm,
     /// int8 copies of the linear layers, once [`Self::quantize_int8`] ran.
-    quant: Option<QuantLayer>,
+    quant: Option<PreparedLayer>,
+    /// Packed f32 copies of the linear layers for the CPU fast path, built on its first use
+    /// (`None` where this CPU has no kernel for them).
+    packed: OnceLock<Option<PreparedLayer>>,
 }
 
 impl DebertaV2Layer {
@@ -38,6 +43,7 @@ impl DebertaV2Layer {
             output: linear(&w.pp("output.dense"), i, h, true)?,
             output_norm: layer_norm(&w.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
             quant: None,
+            packed: OnceLock::new(),
         })
     }
 
@@ -51,7 +57,7 @@ impl DebertaV2Layer {
         buffers: &mut LayerBuffers,
     ) -> Result<(Tensor, Option<Tensor>)> {
         if cpu::supports(hidden) {
-            return cpu::layer_forward(&self.fast_params(), hidden, ctx, buffers, want_probs);
+            return cpu::layer_forward(&self.fast_params()?, hidden, ctx, buffers, want_probs);
         }
         let (attended, probs) = self.attention.forward(hidden, ctx)?;
         let inner = self.act.forward(&apply(&self.intermediate, &attended)?)?;
@@ -63,23 +69,29 @@ impl DebertaV2Layer {
         Ok((apply(&self.output_norm, &out)?, probs))
     }
 
-    /// Builds int8 copies of the four linear layers; the CPU fast path uses them from then on.
+    /// Builds int8 copies of the four linear layers; the CPU fast path uses them from then on
+    /// (and drops the packed f32 copies, if it made them).
     pub fn quantize_int8(&mut self) -> Result<()> {
         let (self_attention, dense, _) = self.attention.parts();
         let (qkv, ..) = self_attention.parts();
-        self.quant = Some(QuantLayer::new(
+        self.quant = Some(PreparedLayer::int8(
             qkv,
             dense,
             &self.intermediate,
             &self.output,
         )?);
+        self.packed = OnceLock::new();
         Ok(())
     }
 
-    fn fast_params(&self) -> LayerParams<'_> {
+    fn fast_params(&self) -> Result<LayerParams<'_>> {
         let (self_attention, dense, attention_norm) = self.attention.parts();
         let (qkv, pos_key, pos_query, heads, head_size, scale) = self_attention.parts();
-        LayerParams {
+        let prepared = match &self.quant {
+            Some(quant) => Some(quant),
+            None => self.packed_f32(qkv, dense)?,
+        };
+        Ok(LayerParams {
             qkv,
             pos_key,
             pos_query,
@@ -92,7 +104,17 @@ impl DebertaV2Layer {
             act: self.act,
             output: &self.output,
             output_norm: &self.output_norm,
-            quant: self.quant.as_ref(),
+            prepared,
+        })
+    }
+
+    /// The packed f32 weights, packed on the first call.
+    fn packed_f32(&self, qkv: &Linear, dense: &Linear) -> Result<Option<&PreparedLayer>> {
+        if let Some(packed) = self.packed.get() {
+            return Ok(packed.as_ref());
         }
+        let packed = PreparedLayer::packed_f32(qkv, dense, &self.intermediate, &self.output)?;
+        // Another thread may have packed first; either copy is the same.
+        Ok(self.packed.get_or_init(|| packed).as_ref())
     }
 }

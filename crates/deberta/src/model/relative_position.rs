@@ -51,6 +51,11 @@ pub struct RelativeIndex {
     /// p2c: entry `(i, j)` reads row `j`, slot `clamp(-rel[j,i] + span, 0, 2*span-1)`
     /// (transformers' gather followed by a transpose).
     pub p2c: Tensor,
+    /// The same slots by diagonal: entry `(i, j)` of c2p is `i * W + c2p_slot[i - j + len - 1]`
+    /// and of p2c `j * W + p2c_slot[i - j + len - 1]` (`2 * len - 1` entries each; the CPU
+    /// fast path reads these instead of the `[L, L]` tables).
+    pub c2p_slot: Vec<u32>,
+    pub p2c_slot: Vec<u32>,
     /// First table row any entry reads.
     pub first_slot: usize,
     /// Number of table rows read (`W`).
@@ -76,17 +81,24 @@ impl RelativeIndex {
         let width = (hi - lo + 1) as usize;
         let mut c2p = Vec::with_capacity(len * len);
         let mut p2c = Vec::with_capacity(len * len);
+        let mut c2p_slot = vec![0u32; (2 * len).saturating_sub(1)];
+        let mut p2c_slot = vec![0u32; (2 * len).saturating_sub(1)];
         for i in 0..len {
             for j in 0..len {
-                let c = slot(rel[i * len + j]) - lo;
-                let p = slot(-rel[j * len + i]) - lo;
-                c2p.push((i * width) as u32 + c as u32);
-                p2c.push((j * width) as u32 + p as u32);
+                let c = (slot(rel[i * len + j]) - lo) as u32;
+                let p = (slot(-rel[j * len + i]) - lo) as u32;
+                c2p.push((i * width) as u32 + c);
+                p2c.push((j * width) as u32 + p);
+                // rel[i, j] depends on i - j only.
+                c2p_slot[i + len - 1 - j] = c;
+                p2c_slot[i + len - 1 - j] = p;
             }
         }
         Ok(Self {
             c2p: Tensor::from_vec(c2p, len * len, device)?,
             p2c: Tensor::from_vec(p2c, len * len, device)?,
+            c2p_slot,
+            p2c_slot,
             first_slot: lo as usize,
             width,
         })
@@ -128,5 +140,24 @@ mod tests {
     fn unbucketed_positions_are_raw_differences() {
         let rel = relative_positions(3, -1, 512);
         assert_eq!(rel, vec![0, -1, -2, 1, 0, -1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn diagonal_slots_give_the_same_indices_as_the_square_tables() {
+        for (len, span, buckets, max_pos) in [(300, 256, 256, 512), (40, 16, -1, 16), (1, 4, 4, 8)]
+        {
+            let index = RelativeIndex::new(len, span, buckets, max_pos, &Device::Cpu).unwrap();
+            let c2p = index.c2p.to_vec1::<u32>().unwrap();
+            let p2c = index.p2c.to_vec1::<u32>().unwrap();
+            assert_eq!(index.c2p_slot.len(), 2 * len - 1);
+            let w = index.width as u32;
+            for i in 0..len {
+                for j in 0..len {
+                    let d = i + len - 1 - j;
+                    assert_eq!(c2p[i * len + j], i as u32 * w + index.c2p_slot[d]);
+                    assert_eq!(p2c[i * len + j], j as u32 * w + index.p2c_slot[d]);
+                }
+            }
+        }
     }
 }

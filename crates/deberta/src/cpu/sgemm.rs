@@ -1,0 +1,584 @@
+//! An f32 GEMM for `x · wᵀ` with the `nn.Linear` weight packed once, on first use, into the
+//! layout its micro-kernel reads (the `gemm` crate repacks the weight on every call).
+//!
+//! - Weights: panels of 24 output columns, each `[in][24]`, zero-padded past `out`.
+//! - Inputs: packed per call into tiles of 4 rows, each `[in][4]` (zero-padded), in groups of
+//!   at most [`GROUP_ROWS`] rows so the scratch stays small.
+//! - Micro-kernel: a 4x24 tile in 12 accumulators; each step loads 3 weight vectors and
+//!   broadcasts 4 inputs, 12 FMAs per 7 loads (6x16, the usual AVX2 shape, needs 6 broadcasts,
+//!   and measured 80% of this one here).
+//! - Cache blocking: a task owns a block of rows x panels; for each `k` block, one panel's
+//!   `[BLOCK_K][24]` slice (24 KiB) stays in L1 while the task's row tiles stream past it
+//!   from L2.
+//!
+//! Only built for x86-64 with AVX2 + FMA ([`available`]); elsewhere callers keep the `gemm`
+//! crate.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::{MatRef, SharedMut};
+use crate::{Error, Result};
+
+/// 8-lane vectors per panel row.
+const VECS: usize = 3;
+/// Output columns per weight panel.
+const PANEL: usize = 8 * VECS;
+/// Input rows per micro-tile.
+const TILE_ROWS: usize = 4;
+/// Reduction length per block (one panel slice: 24 KiB, in L1).
+const BLOCK_K: usize = 256;
+/// At most this many input rows per task.
+const CHUNK_ROWS: usize = 48 * TILE_ROWS;
+/// Panels per task.
+const CHUNK_PANELS: usize = 4;
+/// Input rows packed at a time (the scratch holds `GROUP_ROWS x in` values).
+const GROUP_ROWS: usize = 4 * CHUNK_ROWS;
+
+thread_local! {
+    /// The packed input rows, reused across calls on this thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this CPU runs the packed kernel (x86-64 with AVX2 + FMA).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// An `nn.Linear` weight `[out, in]` packed into 24-column panels.
+pub struct PackedLinear {
+    in_dim: usize,
+    out_dim: usize,
+    /// `[panels][in][24]`.
+    packed: Vec<f32>,
+}
+
+impl PackedLinear {
+    /// Packs `w [out_dim, in_dim]` (row-major).
+    pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
+        if in_dim == 0 || w.len() != out_dim * in_dim {
+            return Err(Error::Input(format!(
+                "packed f32 linear: weight of {} values is not [{out_dim}, {in_dim}]",
+                w.len()
+            )));
+        }
+        let panels = out_dim.div_ceil(PANEL);
+        let mut packed = vec![0f32; panels * in_dim * PANEL];
+        packed
+            .par_chunks_mut(in_dim * PANEL)
+            .enumerate()
+            .for_each(|(panel, dst)| {
+                for c in 0..PANEL.min(out_dim - panel * PANEL) {
+                    let row = &w[(panel * PANEL + c) * in_dim..][..in_dim];
+                    for (k, &v) in row.iter().enumerate() {
+                        dst[k * PANEL + c] = v;
+                    }
+                }
+            });
+        Ok(Self {
+            in_dim,
+            out_dim,
+            packed,
+        })
+    }
+
+    /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` (no bias).
+    pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let rows = x.len() / self.in_dim;
+        if x.len() != rows * self.in_dim || out.len() != rows * self.out_dim {
+            return Err(Error::Input(format!(
+                "packed f32 linear: input of {} values or output of {} do not fit [{}, {}]",
+                x.len(),
+                out.len(),
+                self.in_dim,
+                self.out_dim
+            )));
+        }
+        if !available() {
+            return Err(Error::Input(
+                "packed f32 linear: this CPU lacks AVX2/FMA".into(),
+            ));
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => self.forward_groups(x, out, &mut buf),
+            Err(_) => self.forward_groups(x, out, &mut Vec::new()),
+        });
+        Ok(())
+    }
+
+    /// Packs and multiplies [`GROUP_ROWS`] rows at a time.
+    fn forward_groups(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+        let k = self.in_dim;
+        for (x_group, out_group) in x
+            .chunks(GROUP_ROWS * k)
+            .zip(out.chunks_mut(GROUP_ROWS * self.out_dim))
+        {
+            let rows = x_group.len() / k;
+            let padded = rows.div_ceil(TILE_ROWS) * TILE_ROWS * k;
+            if scratch.len() < padded {
+                scratch.resize(padded, 0.0);
+            }
+            let packed_rows = &mut scratch[..padded];
+            packed_rows
+                .par_chunks_mut(TILE_ROWS * k)
+                .enumerate()
+                .for_each(|(tile, dst)| pack_tile(x_group, k, tile * TILE_ROWS, rows, dst));
+            self.multiply(packed_rows, rows, out_group);
+        }
+    }
+
+    /// `out[rows, out_dim]` from the packed input tiles, one task per block of rows x panels.
+    fn multiply(&self, packed_rows: &[f32], rows: usize, out: &mut [f32]) {
+        let panels = self.out_dim.div_ceil(PANEL);
+        let row_chunks = rows.div_ceil(CHUNK_ROWS);
+        // Even chunks, whole tiles.
+        let chunk_rows = rows.div_ceil(row_chunks).div_ceil(TILE_ROWS) * TILE_ROWS;
+        let panel_chunks = panels.div_ceil(CHUNK_PANELS);
+        let dst = SharedMut(out.as_mut_ptr());
+        (0..row_chunks * panel_chunks)
+            .into_par_iter()
+            .for_each(|task| {
+                let (rc, pc) = (task / panel_chunks, task % panel_chunks);
+                let block = Block {
+                    rows: (rc * chunk_rows).min(rows)..((rc + 1) * chunk_rows).min(rows),
+                    panels: pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels),
+                };
+                // SAFETY: `forward` checked AVX2 + FMA and that `out` holds `rows x out_dim`;
+                // `packed_rows` holds every tile of `rows`; this task writes only its own
+                // rows x panel columns.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    avx2::block(self.panels(), packed_rows, &block, dst, self.out_dim)
+                };
+            });
+    }
+}
+
+impl PackedLinear {
+    fn panels(&self) -> Panels<'_> {
+        Panels {
+            data: &self.packed,
+            k: self.in_dim,
+            cols: self.out_dim,
+        }
+    }
+}
+
+/// Packed right-hand panels `[panels][k][24]` holding `cols` columns.
+#[derive(Clone, Copy)]
+struct Panels<'a> {
+    data: &'a [f32],
+    k: usize,
+    cols: usize,
+}
+
+/// Scratch for [`matmul`]'s packed operands, reused across calls.
+#[derive(Default)]
+pub struct PackScratch {
+    lhs: Vec<f32>,
+    rhs: Vec<f32>,
+}
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread, for strided operands (the attention
+/// products of one head): both operands are packed into `scratch`, then multiplied by the
+/// same kernel as [`PackedLinear`]. The caller checked [`available`].
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside live allocations, and the
+/// `m x n` block of `dst` (row stride `dst_rs`) must be the caller's alone.
+pub unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: MatRef,
+    rhs: MatRef,
+    scratch: &mut PackScratch,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let tiles = m.div_ceil(TILE_ROWS);
+    let panels = n.div_ceil(PANEL);
+    scratch.lhs.resize(tiles * TILE_ROWS * k, 0.0);
+    scratch.rhs.resize(panels * PANEL * k, 0.0);
+    // lhs (i, kk) into [tiles][k][4]; rhs (kk, col), read as rows of its transpose, into
+    // [panels][k][24].
+    pack_strided(&mut scratch.lhs, TILE_ROWS, m, k, lhs);
+    let rhs_t = MatRef {
+        ptr: rhs.ptr,
+        rs: rhs.cs,
+        cs: rhs.rs,
+    };
+    pack_strided(&mut scratch.rhs, PANEL, n, k, rhs_t);
+    let panels_ref = Panels {
+        data: &scratch.rhs,
+        k,
+        cols: n,
+    };
+    let block = Block {
+        rows: 0..m,
+        panels: 0..panels,
+    };
+    #[cfg(target_arch = "x86_64")]
+    avx2::block(panels_ref, &scratch.lhs, &block, SharedMut(dst), dst_rs);
+}
+
+/// `dst [groups][k][group]` with `dst[g][kk][i] = src(g * group + i, kk)` for the `rows` rows
+/// of `src`, zeros past them.
+///
+/// # Safety
+/// Every `src(r, kk)`, `r < rows`, `kk < k`, must be a live element.
+unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src: MatRef) {
+    for (g, out) in dst.chunks_exact_mut(group * k).enumerate() {
+        if src.rs == 1 && (g + 1) * group <= rows {
+            // The group's rows are adjacent at each kk: one contiguous copy per kk.
+            for (kk, out_k) in out.chunks_exact_mut(group).enumerate() {
+                let from = src.ptr.offset((g * group) as isize + kk as isize * src.cs);
+                out_k.copy_from_slice(std::slice::from_raw_parts(from, group));
+            }
+            continue;
+        }
+        let mut i = 0;
+        #[cfg(target_arch = "x86_64")]
+        if src.cs == 1 {
+            while i + 4 <= group && g * group + i + 4 <= rows {
+                let row = |r: usize| src.ptr.offset((g * group + i + r) as isize * src.rs);
+                let starts = [row(0), row(1), row(2), row(3)];
+                avx2::interleave4(starts, k, out.as_mut_ptr().add(i), group);
+                i += 4;
+            }
+        }
+        for i in i..group {
+            let r = g * group + i;
+            for kk in 0..k {
+                out[kk * group + i] = if r < rows { src.at(r, kk) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Copies rows `start..start + 4` of `x` (row stride `k`) into `dst [k][4]`, zeros past `rows`.
+fn pack_tile(x: &[f32], k: usize, start: usize, rows: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if start + TILE_ROWS <= rows && dst.len() >= TILE_ROWS * k {
+        let src: [*const f32; TILE_ROWS] = std::array::from_fn(|i| x[(start + i) * k..].as_ptr());
+        // SAFETY: callers run this only after `available()`; rows start..start + 4 each hold
+        // `k` values of `x`, and `dst` holds `4 * k`.
+        unsafe { avx2::interleave4(src, k, dst.as_mut_ptr(), TILE_ROWS) };
+        return;
+    }
+    for i in 0..TILE_ROWS {
+        let row = start + i;
+        if row < rows {
+            for (kk, &v) in x[row * k..][..k].iter().enumerate() {
+                dst[kk * TILE_ROWS + i] = v;
+            }
+        } else {
+            for kk in 0..k {
+                dst[kk * TILE_ROWS + i] = 0.0;
+            }
+        }
+    }
+}
+
+/// The rows and weight panels one task computes.
+struct Block {
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Block, Panels, SharedMut, BLOCK_K, PANEL, TILE_ROWS, VECS};
+
+    /// Every tile of one block, `k` block by `k` block (the first writes, the rest add).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds the packed tiles of every row of the block and
+    /// `dst` is a `[rows, out_dim]` buffer whose block no one else touches.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block(w: Panels, a: &[f32], block: &Block, dst: SharedMut, ldc: usize) {
+        let k = w.k;
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = (k - k0).min(BLOCK_K);
+            for panel in block.panels.clone() {
+                let mut r = block.rows.start;
+                while r < block.rows.end {
+                    let acc = micro_kernel(
+                        a.as_ptr().add(r * k + k0 * TILE_ROWS),
+                        w.data.as_ptr().add((panel * k + k0) * PANEL),
+                        kc,
+                    );
+                    let tile = Store {
+                        out: dst.get().add(r * ldc + panel * PANEL),
+                        ldc,
+                        rows: (block.rows.end - r).min(TILE_ROWS),
+                        cols: (w.cols - panel * PANEL).min(PANEL),
+                        add: k0 > 0,
+                    };
+                    tile.write(&acc);
+                    r += TILE_ROWS;
+                }
+            }
+            k0 += kc;
+        }
+    }
+
+    /// Interleaves 4 rows of `k` values: `dst[kk * stride + i] = rows[i][kk]` (8 `k` at a time
+    /// by a 4x8 in-register transpose).
+    ///
+    /// # Safety
+    /// AVX2; each row holds `k` values and `dst` `(k - 1) * stride + 4`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn interleave4(rows: [*const f32; 4], k: usize, dst: *mut f32, stride: usize) {
+        let mut kk = 0;
+        while kk + 8 <= k {
+            let r: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(kk)));
+            // [r0 r1 r0 r1 | ...] pairs, then [r0 r1 r2 r3] quads: lane 0 holds k, lane 1 k + 4.
+            let lo01 = _mm256_unpacklo_ps(r[0], r[1]);
+            let hi01 = _mm256_unpackhi_ps(r[0], r[1]);
+            let lo23 = _mm256_unpacklo_ps(r[2], r[3]);
+            let hi23 = _mm256_unpackhi_ps(r[2], r[3]);
+            let quads = [
+                _mm256_shuffle_ps::<0x44>(lo01, lo23),
+                _mm256_shuffle_ps::<0xEE>(lo01, lo23),
+                _mm256_shuffle_ps::<0x44>(hi01, hi23),
+                _mm256_shuffle_ps::<0xEE>(hi01, hi23),
+            ];
+            for (j, q) in quads.iter().enumerate() {
+                _mm_storeu_ps(dst.add((kk + j) * stride), _mm256_castps256_ps128(*q));
+                _mm_storeu_ps(
+                    dst.add((kk + 4 + j) * stride),
+                    _mm256_extractf128_ps::<1>(*q),
+                );
+            }
+            kk += 8;
+        }
+        for kk in kk..k {
+            for (i, row) in rows.iter().enumerate() {
+                *dst.add(kk * stride + i) = *row.add(kk);
+            }
+        }
+    }
+
+    /// `acc[i][h] = Σ_k a[k][i] · b[k][8h..8h + 8]` for a packed `a [kc][4]` and `b [kc][24]`:
+    /// 12 accumulators, 3 weight vectors and 1 broadcast, all 16 ymm registers (written in
+    /// assembly because LLVM spills one accumulator here, which costs a third of the speed).
+    ///
+    /// # Safety
+    /// AVX2 + FMA; `a` holds `4 * kc` values and `b` `24 * kc`, `kc >= 1`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro_kernel(a: *const f32, b: *const f32, kc: usize) -> [[__m256; VECS]; TILE_ROWS] {
+        let z = _mm256_setzero_ps();
+        let (mut c00, mut c01, mut c02, mut c10, mut c11, mut c12) = (z, z, z, z, z, z);
+        let (mut c20, mut c21, mut c22, mut c30, mut c31, mut c32) = (z, z, z, z, z, z);
+        std::arch::asm!(
+            "2:",
+            "vmovups ymm12, [{b}]",
+            "vmovups ymm13, [{b} + 32]",
+            "vmovups ymm14, [{b} + 64]",
+            "vbroadcastss ymm15, dword ptr [{a}]",
+            "vfmadd231ps ymm0, ymm15, ymm12",
+            "vfmadd231ps ymm1, ymm15, ymm13",
+            "vfmadd231ps ymm2, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 4]",
+            "vfmadd231ps ymm3, ymm15, ymm12",
+            "vfmadd231ps ymm4, ymm15, ymm13",
+            "vfmadd231ps ymm5, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 8]",
+            "vfmadd231ps ymm6, ymm15, ymm12",
+            "vfmadd231ps ymm7, ymm15, ymm13",
+            "vfmadd231ps ymm8, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 12]",
+            "vfmadd231ps ymm9, ymm15, ymm12",
+            "vfmadd231ps ymm10, ymm15, ymm13",
+            "vfmadd231ps ymm11, ymm15, ymm14",
+            "add {a}, 16",
+            "add {b}, 96",
+            "dec {k}",
+            "jnz 2b",
+            a = inout(reg) a => _,
+            b = inout(reg) b => _,
+            k = inout(reg) kc => _,
+            inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02,
+            inout("ymm3") c10, inout("ymm4") c11, inout("ymm5") c12,
+            inout("ymm6") c20, inout("ymm7") c21, inout("ymm8") c22,
+            inout("ymm9") c30, inout("ymm10") c31, inout("ymm11") c32,
+            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+            options(nostack, readonly),
+        );
+        [
+            [c00, c01, c02],
+            [c10, c11, c12],
+            [c20, c21, c22],
+            [c30, c31, c32],
+        ]
+    }
+
+    /// Where one tile's results go: `rows x cols` valid values at `out` (row stride `ldc`),
+    /// written, or added to what the previous `k` blocks left.
+    struct Store {
+        out: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+    }
+
+    impl Store {
+        /// # Safety
+        /// AVX2, and the `rows x cols` values at `out` are valid and this task's alone.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn write(&self, acc: &[[__m256; VECS]; TILE_ROWS]) {
+            for (i, acc_row) in acc.iter().enumerate().take(self.rows) {
+                let out = self.out.add(i * self.ldc);
+                if self.cols == PANEL {
+                    for (h, v) in acc_row.iter().enumerate() {
+                        let o = out.add(8 * h);
+                        let v = if self.add {
+                            _mm256_add_ps(_mm256_loadu_ps(o), *v)
+                        } else {
+                            *v
+                        };
+                        _mm256_storeu_ps(o, v);
+                    }
+                } else {
+                    let mut tmp = [0f32; PANEL];
+                    for (h, v) in acc_row.iter().enumerate() {
+                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * h), *v);
+                    }
+                    for (c, v) in tmp.iter().enumerate().take(self.cols) {
+                        let o = out.add(c);
+                        *o = if self.add { *o + v } else { *v };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
+        x.chunks_exact(k)
+            .flat_map(|xr| {
+                w.chunks_exact(k).map(move |wr| {
+                    xr.iter()
+                        .zip(wr)
+                        .map(|(a, b)| f64::from(a * b))
+                        .sum::<f64>() as f32
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn odd_shapes_match_a_plain_dot_product() {
+        if !available() {
+            return;
+        }
+        for &(rows, cols, k) in &[
+            (1, 1, 1),
+            (5, 7, 13),
+            (130, 101, 800),
+            (9, 200, 1600),
+            (4, 24, 8),
+            (1700, 30, 40),
+        ] {
+            let x = pseudo_random(rows * k, 1);
+            let w = pseudo_random(cols * k, 2);
+            let mut out = vec![f32::NAN; rows * cols];
+            PackedLinear::new(&w, cols, k)
+                .unwrap()
+                .forward(&x, &mut out)
+                .unwrap();
+            let want = reference(&x, &w, k);
+            let diff = out
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            println!("{rows}x{cols}x{k}: max |diff| {diff:.2e}");
+            assert!(diff < 1e-4 * (k as f32).sqrt(), "{rows}x{cols}x{k}: {diff}");
+        }
+    }
+
+    #[test]
+    fn strided_matmul_matches_a_plain_product() {
+        if !available() {
+            return;
+        }
+        let mut scratch = PackScratch::default();
+        for &(m, n, k) in &[(1, 1, 1), (7, 30, 5), (128, 128, 64), (33, 64, 300)] {
+            // lhs [m, k] inside rows of stride k + 3; rhs given as its transpose [n, k].
+            let lhs = pseudo_random(m * (k + 3), 3);
+            let rhs_t = pseudo_random(n * k, 4);
+            let compact: Vec<f32> = lhs
+                .chunks_exact(k + 3)
+                .flat_map(|r| r[..k].to_vec())
+                .collect();
+            let want = reference(&compact, &rhs_t, k);
+            let mut out = vec![f32::NAN; m * (n + 2)];
+            let a = MatRef {
+                ptr: lhs.as_ptr(),
+                rs: (k + 3) as isize,
+                cs: 1,
+            };
+            let b = MatRef {
+                ptr: rhs_t.as_ptr(),
+                rs: 1,
+                cs: k as isize,
+            };
+            // SAFETY: the shapes and strides stay inside the buffers.
+            unsafe { matmul((m, n, k), out.as_mut_ptr(), n + 2, a, b, &mut scratch) };
+            let diff = out
+                .chunks_exact(n + 2)
+                .flat_map(|r| &r[..n])
+                .zip(&want)
+                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+            println!("{m}x{n}x{k} strided: max |diff| {diff:.2e}");
+            assert!(diff < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k}: {diff}");
+            assert!(out
+                .chunks_exact(n + 2)
+                .all(|r| r[n..].iter().all(|v| v.is_nan())));
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(PackedLinear::new(&[0.0; 5], 2, 3).is_err());
+        assert!(PackedLinear::new(&[0.0; 6], 2, 0).is_err());
+        let w = PackedLinear::new(&[0.0; 6], 2, 3).unwrap();
+        if !available() {
+            assert!(w.forward(&[0.0; 3], &mut [0.0; 2]).is_err());
+            return;
+        }
+        w.forward(&[0.0; 3], &mut [0.0; 2]).unwrap();
+        assert!(w.forward(&[0.0; 4], &mut [0.0; 2]).is_err());
+        assert!(w.forward(&[0.0; 3], &mut [0.0; 3]).is_err());
+    }
+}
