@@ -7,7 +7,8 @@
 //! - runs every product on its own AVX2 GEMM ([`sgemm`]): the linear layers' weights packed
 //!   once, on first use, into the micro-kernel's layout, and the per-head attention products
 //!   packed per call, writing Q/K/V and each head's context in place through strides instead of
-//!   permuting copies (CPUs without AVX2 + FMA use the `gemm` crate, as candle does);
+//!   permuting copies (CPUs with AVX-512, or without AVX2 + FMA, use the `gemm` crate, as
+//!   candle does);
 //! - fuses bias + activation, bias + residual + LayerNorm, and
 //!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
 //! - runs attention as one task per (head, sequence), each with its own scratch buffers;

@@ -11,8 +11,8 @@
 //!   `[BLOCK_K][24]` slice (24 KiB) stays in L1 while the task's row tiles stream past it
 //!   from L2.
 //!
-//! Only built for x86-64 with AVX2 + FMA ([`available`]); elsewhere callers keep the `gemm`
-//! crate.
+//! Used on x86-64 with AVX2 + FMA and no AVX-512 ([`available`]); elsewhere callers keep the
+//! `gemm` crate.
 
 use std::cell::RefCell;
 
@@ -41,11 +41,15 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether this CPU runs the packed kernel (x86-64 with AVX2 + FMA).
+/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
+/// AVX-512 CPUs the `gemm` crate's 512-bit kernels (its `x86-v4` feature, chosen at run time)
+/// have twice this kernel's peak, so they stay in use there.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && !std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -104,7 +108,8 @@ impl PackedLinear {
         }
         if !available() {
             return Err(Error::Input(
-                "packed f32 linear: this CPU lacks AVX2/FMA".into(),
+                "packed f32 linear: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
+                    .into(),
             ));
         }
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
