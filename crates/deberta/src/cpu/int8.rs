@@ -13,8 +13,8 @@
 
 use rayon::prelude::*;
 
-use super::{simd_fn, SharedMut};
-use crate::{Error, Result};
+use super::{check_io, check_weight, simd_fn, SharedMut};
+use crate::Result;
 
 /// Output columns per weight panel.
 const PANEL: usize = 16;
@@ -42,12 +42,7 @@ pub struct QuantLinear {
 impl QuantLinear {
     /// Quantises `w [out_dim, in_dim]` (row-major).
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
-        if in_dim == 0 || w.len() != out_dim * in_dim {
-            return Err(Error::Input(format!(
-                "int8: weight of {} values is not [{out_dim}, {in_dim}]",
-                w.len()
-            )));
-        }
+        check_weight("int8", w, out_dim, in_dim)?;
         let pairs = in_dim.div_ceil(2);
         let panels = out_dim.div_ceil(PANEL);
         let mut packed = vec![0i8; panels * pairs * 2 * PANEL];
@@ -76,16 +71,7 @@ impl QuantLinear {
 
     /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` (no bias), through int8 values.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let rows = x.len() / self.in_dim;
-        if x.len() != rows * self.in_dim || out.len() != rows * self.out_dim {
-            return Err(Error::Input(format!(
-                "int8: input of {} values or output of {} do not fit [{}, {}]",
-                x.len(),
-                out.len(),
-                self.in_dim,
-                self.out_dim
-            )));
-        }
+        let rows = check_io("int8", x, out, self.in_dim, self.out_dim)?;
         let (qx, row_params) = quantize_rows(x, self.in_dim, self.pairs);
         let panels = self.out_dim.div_ceil(PANEL);
         let row_chunks = rows.div_ceil(CHUNK_ROWS);
@@ -285,16 +271,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::cpu::pseudo_random;
 
     #[test]
     fn int8_linear_is_close_to_f32_and_simd_equals_portable() {

@@ -125,6 +125,31 @@ impl MatRef {
     }
 }
 
+/// Checks a prepared linear layer's weight: `w` holds `[out_dim, in_dim]` values, `in_dim > 0`.
+fn check_weight(what: &str, w: &[f32], out_dim: usize, in_dim: usize) -> Result<()> {
+    if in_dim == 0 || w.len() != out_dim * in_dim {
+        return Err(Error::Input(format!(
+            "{what}: weight of {} values is not [{out_dim}, {in_dim}]",
+            w.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a prepared linear layer's call: `x [rows, in_dim]` and `out [rows, out_dim]`;
+/// returns `rows`.
+fn check_io(what: &str, x: &[f32], out: &[f32], in_dim: usize, out_dim: usize) -> Result<usize> {
+    let rows = x.len() / in_dim;
+    if x.len() != rows * in_dim || out.len() != rows * out_dim {
+        return Err(Error::Input(format!(
+            "{what}: input of {} values or output of {} do not fit [{in_dim}, {out_dim}]",
+            x.len(),
+            out.len(),
+        )));
+    }
+    Ok(rows)
+}
+
 /// A raw pointer that parallel tasks share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -137,4 +162,16 @@ impl SharedMut {
     fn get(self) -> *mut f32 {
         self.0
     }
+}
+
+/// Deterministic values in [-0.5, 0.5) for the kernels' unit tests.
+#[cfg(test)]
+fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
 }

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{MatRef, SharedMut};
+use super::{check_io, check_weight, MatRef, SharedMut};
 use crate::{Error, Result};
 
 /// 8-lane vectors per panel row.
@@ -68,12 +68,7 @@ pub struct PackedLinear {
 impl PackedLinear {
     /// Packs `w [out_dim, in_dim]` (row-major).
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
-        if in_dim == 0 || w.len() != out_dim * in_dim {
-            return Err(Error::Input(format!(
-                "packed f32 linear: weight of {} values is not [{out_dim}, {in_dim}]",
-                w.len()
-            )));
-        }
+        check_weight("packed f32 linear", w, out_dim, in_dim)?;
         let panels = out_dim.div_ceil(PANEL);
         let mut packed = vec![0f32; panels * in_dim * PANEL];
         packed
@@ -96,16 +91,7 @@ impl PackedLinear {
 
     /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` (no bias).
     pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let rows = x.len() / self.in_dim;
-        if x.len() != rows * self.in_dim || out.len() != rows * self.out_dim {
-            return Err(Error::Input(format!(
-                "packed f32 linear: input of {} values or output of {} do not fit [{}, {}]",
-                x.len(),
-                out.len(),
-                self.in_dim,
-                self.out_dim
-            )));
-        }
+        check_io("packed f32 linear", x, out, self.in_dim, self.out_dim)?;
         if !available() {
             return Err(Error::Input(
                 "packed f32 linear: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
@@ -478,16 +464,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::cpu::pseudo_random;
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
         x.chunks_exact(k)
