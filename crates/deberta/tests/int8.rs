@@ -32,21 +32,9 @@ fn int8_outputs_stay_close_to_transformers_f32() {
         let f32_out = model.forward(&input, ForwardOptions::default()).unwrap();
         model.quantize_int8().unwrap();
         let int8_out = model.forward(&input, ForwardOptions::default()).unwrap();
-        let diff = |a: &candle_core::Tensor| -> f32 {
-            (a - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
         let (d32, d8) = (
-            diff(&f32_out.last_hidden_state),
-            diff(&int8_out.last_hidden_state),
+            common::max_abs_diff(&f32_out.last_hidden_state, want),
+            common::max_abs_diff(&int8_out.last_hidden_state, want),
         );
         println!("{name}: max |diff| vs transformers f32: f32 {d32:.2e}, int8 {d8:.2e}");
         assert!(d32 < 1e-4, "{name}: f32 {d32}");

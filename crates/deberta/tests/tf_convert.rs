@@ -42,18 +42,7 @@ fn max_diff(a: &[Tensor], b: &[Tensor]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| {
-            (x - y)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
+        .map(|(x, y)| common::max_abs_diff(x, y))
         .fold(0.0, f32::max)
 }
 

@@ -121,7 +121,17 @@ impl PackedLinear {
             packed_rows
                 .par_chunks_mut(TILE_ROWS * k)
                 .enumerate()
-                .for_each(|(tile, dst)| pack_tile(x_group, k, tile * TILE_ROWS, rows, dst));
+                .for_each(|(tile, dst)| {
+                    let start = tile * TILE_ROWS;
+                    let src = MatRef {
+                        ptr: x_group[start * k..].as_ptr(),
+                        rs: k as isize,
+                        cs: 1,
+                    };
+                    // SAFETY: the tile's `rows - start` (at least 1) rows of `k` values lie in
+                    // `x_group`; `dst` holds one group of `4 * k`.
+                    unsafe { pack_strided(dst, TILE_ROWS, rows - start, k, src) };
+                });
             self.multiply(packed_rows, rows, out_group);
         }
     }
@@ -226,7 +236,7 @@ pub unsafe fn matmul(
 /// of `src`, zeros past them.
 ///
 /// # Safety
-/// Every `src(r, kk)`, `r < rows`, `kk < k`, must be a live element.
+/// [`available`] holds, and every `src(r, kk)`, `r < rows`, `kk < k`, is a live element.
 unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src: MatRef) {
     for (g, out) in dst.chunks_exact_mut(group * k).enumerate() {
         if src.rs == 1 && (g + 1) * group <= rows {
@@ -251,30 +261,6 @@ unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src
             let r = g * group + i;
             for kk in 0..k {
                 out[kk * group + i] = if r < rows { src.at(r, kk) } else { 0.0 };
-            }
-        }
-    }
-}
-
-/// Copies rows `start..start + 4` of `x` (row stride `k`) into `dst [k][4]`, zeros past `rows`.
-fn pack_tile(x: &[f32], k: usize, start: usize, rows: usize, dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if start + TILE_ROWS <= rows && dst.len() >= TILE_ROWS * k {
-        let src: [*const f32; TILE_ROWS] = std::array::from_fn(|i| x[(start + i) * k..].as_ptr());
-        // SAFETY: callers run this only after `available()`; rows start..start + 4 each hold
-        // `k` values of `x`, and `dst` holds `4 * k`.
-        unsafe { avx2::interleave4(src, k, dst.as_mut_ptr(), TILE_ROWS) };
-        return;
-    }
-    for i in 0..TILE_ROWS {
-        let row = start + i;
-        if row < rows {
-            for (kk, &v) in x[row * k..][..k].iter().enumerate() {
-                dst[kk * TILE_ROWS + i] = v;
-            }
-        } else {
-            for kk in 0..k {
-                dst[kk * TILE_ROWS + i] = 0.0;
             }
         }
     }

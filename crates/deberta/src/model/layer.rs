@@ -22,11 +22,10 @@ pub struct DebertaV2Layer {
     act: Activation,
     output: Linear,
     output_norm: LayerNorm,
-    /// int8 copies of the linear layers, once [`Self::quantize_int8`] ran.
-    quant: Option<PreparedLayer>,
-    /// Packed f32 copies of the linear layers for the CPU fast path, built on its first use
-    /// (`None` where this CPU has no kernel for them).
-    packed: OnceLock<Option<PreparedLayer>>,
+    /// The linear layers in the CPU fast path's own formats: int8 once
+    /// [`Self::quantize_int8`] ran, else packed f32 built on the fast path's first use (`None`
+    /// where this CPU has no kernel for them).
+    prepared: OnceLock<Option<PreparedLayer>>,
 }
 
 impl DebertaV2Layer {
@@ -42,8 +41,7 @@ impl DebertaV2Layer {
             act: cfg.hidden_act,
             output: linear(&w.pp("output.dense"), i, h, true)?,
             output_norm: layer_norm(&w.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
-            quant: None,
-            packed: OnceLock::new(),
+            prepared: OnceLock::new(),
         })
     }
 
@@ -70,27 +68,19 @@ impl DebertaV2Layer {
     }
 
     /// Builds int8 copies of the four linear layers; the CPU fast path uses them from then on
-    /// (and drops the packed f32 copies, if it made them).
+    /// (in place of the packed f32 copies, if it made them).
     pub fn quantize_int8(&mut self) -> Result<()> {
         let (self_attention, dense, _) = self.attention.parts();
         let (qkv, ..) = self_attention.parts();
-        self.quant = Some(PreparedLayer::int8(
-            qkv,
-            dense,
-            &self.intermediate,
-            &self.output,
-        )?);
-        self.packed = OnceLock::new();
+        let int8 = PreparedLayer::int8(qkv, dense, &self.intermediate, &self.output)?;
+        self.prepared = OnceLock::from(Some(int8));
         Ok(())
     }
 
     fn fast_params(&self) -> Result<LayerParams<'_>> {
         let (self_attention, dense, attention_norm) = self.attention.parts();
         let (qkv, pos_key, pos_query, heads, head_size, scale) = self_attention.parts();
-        let prepared = match &self.quant {
-            Some(quant) => Some(quant),
-            None => self.packed_f32(qkv, dense)?,
-        };
+        let prepared = self.prepared(qkv, dense)?;
         Ok(LayerParams {
             qkv,
             pos_key,
@@ -108,13 +98,14 @@ impl DebertaV2Layer {
         })
     }
 
-    /// The packed f32 weights, packed on the first call.
-    fn packed_f32(&self, qkv: &Linear, dense: &Linear) -> Result<Option<&PreparedLayer>> {
-        if let Some(packed) = self.packed.get() {
-            return Ok(packed.as_ref());
+    /// The prepared weights: the int8 ones if quantised, else the f32 ones, packed on the
+    /// first call.
+    fn prepared(&self, qkv: &Linear, dense: &Linear) -> Result<Option<&PreparedLayer>> {
+        if let Some(prepared) = self.prepared.get() {
+            return Ok(prepared.as_ref());
         }
         let packed = PreparedLayer::packed_f32(qkv, dense, &self.intermediate, &self.output)?;
         // Another thread may have packed first; either copy is the same.
-        Ok(self.packed.get_or_init(|| packed).as_ref())
+        Ok(self.prepared.get_or_init(|| packed).as_ref())
     }
 }

@@ -49,6 +49,21 @@ pub fn assert_close(label: &str, got: &Tensor, expected: &Tensor, atol: f32, rto
     max_diff
 }
 
+/// The largest `|a - b|` over two tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 pub const ATOL: f32 = 1e-4;
 pub const RTOL: f32 = 1e-4;
 
