@@ -12,8 +12,9 @@ use rayon::prelude::*;
 use super::attention::{attention, Dims, Relative};
 use super::gemm::linear;
 use super::int8::QuantLinear;
+use super::rows::{self, Epilogue};
 use super::sgemm::PackedLinear;
-use super::{rows, simd_fn, View};
+use super::{simd_fn, View};
 use crate::activation::Activation;
 use crate::model::attention::AttentionContext;
 use crate::{Error, Result};
@@ -54,15 +55,6 @@ pub struct PreparedLayer {
 enum PreparedLinear {
     Int8(QuantLinear),
     PackedF32(PackedLinear),
-}
-
-impl PreparedLinear {
-    fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        match self {
-            Self::Int8(q) => q.forward(x, out),
-            Self::PackedF32(p) => p.forward(x, out),
-        }
-    }
 }
 
 impl PreparedLayer {
@@ -117,21 +109,28 @@ impl PreparedLayer {
     }
 }
 
-/// `out = x · wᵀ` through the prepared copy when there is one, else the f32 weight through the
-/// `gemm` crate (the bias is fused into the pass that follows).
+/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one, else the f32 weight
+/// through the `gemm` crate. The packed f32 GEMM applies the epilogue tile by tile; after the
+/// others it is a pass of its own.
 fn project(
     x: &[f32],
     linear_view: &LinearView,
     prepared: Option<&PreparedLinear>,
     out: &mut [f32],
+    epilogue: Option<&Epilogue>,
 ) -> Result<()> {
     match prepared {
-        Some(p) => p.forward(x, out),
+        Some(PreparedLinear::PackedF32(p)) => return p.forward(x, out, epilogue),
+        Some(PreparedLinear::Int8(q)) => q.forward(x, out)?,
         None => {
             let weight = linear_view.weight.slice()?;
             let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
-            linear(x, weight, weight.len() / out_dim, out)
+            linear(x, weight, weight.len() / out_dim, out)?
         }
+    }
+    match epilogue {
+        Some(e) => epilogue_pass(out, e),
+        None => Ok(()),
     }
 }
 
@@ -185,8 +184,19 @@ pub fn forward(
 
     let qkv = LinearView::new(p.qkv, "attention.self.{query,key,value}_proj")?;
     resize(&mut buffers.qkv, tokens * 3 * all);
-    project(x, &qkv, p.prepared.map(|q| &q.qkv), &mut buffers.qkv)?;
-    add_qkv_bias(&mut buffers.qkv, qkv.bias.slice()?, all, p.scale)?;
+    // Q/K/V biases, and K divided by the attention scale, as the candle path does.
+    let qkv_epilogue = Epilogue::BiasScale {
+        bias: qkv.bias.slice()?,
+        scaled: all..2 * all,
+        factor: (1.0 / p.scale) as f32,
+    };
+    project(
+        x,
+        &qkv,
+        p.prepared.map(|q| &q.qkv),
+        &mut buffers.qkv,
+        Some(&qkv_epilogue),
+    )?;
 
     let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
     resize(&mut buffers.context, tokens * all);
@@ -229,6 +239,7 @@ pub fn forward(
         &dense,
         p.prepared.map(|q| &q.dense),
         &mut buffers.attended,
+        None,
     )?;
     add_norm(
         &mut buffers.attended,
@@ -241,13 +252,26 @@ pub fn forward(
     let inter = LinearView::new(p.intermediate, "intermediate.dense")?;
     let inner_size = inter.bias.slice::<f32>()?.len();
     resize(&mut buffers.inner, tokens * inner_size);
+    // Activations the row kernels lack go through candle after the bias.
+    let fused_act = if rows::native(p.act) {
+        p.act
+    } else {
+        Activation::Linear
+    };
     project(
         &buffers.attended,
         &inter,
         p.prepared.map(|q| &q.intermediate),
         &mut buffers.inner,
+        Some(&Epilogue::BiasAct {
+            bias: inter.bias.slice()?,
+            act: fused_act,
+        }),
     )?;
-    bias_activation(&mut buffers.inner, inter.bias.slice()?, p.act)?;
+    if !rows::native(p.act) {
+        let t = Tensor::from_slice(&buffers.inner, buffers.inner.len(), &Device::Cpu)?;
+        buffers.inner = p.act.forward(&t)?.to_vec1::<f32>()?;
+    }
 
     let output = LinearView::new(p.output, "output.dense")?;
     let mut out = vec![0f32; tokens * width];
@@ -256,6 +280,7 @@ pub fn forward(
         &output,
         p.prepared.map(|q| &q.output),
         &mut out,
+        None,
     )?;
     add_norm(
         &mut out,
@@ -288,14 +313,16 @@ fn table_rows(table: Option<&Tensor>) -> Result<usize> {
     })
 }
 
-/// Adds the Q/K/V biases and divides K by the attention scale, as the candle path does.
-fn add_qkv_bias(qkv: &mut [f32], bias: &[f32], all: usize, scale: f64) -> Result<()> {
-    if bias.len() != 3 * all {
-        return Err(Error::Input("CPU fast path: QKV bias size".into()));
+/// Applies `epilogue` to every row of `out`, as a multi-threaded pass.
+fn epilogue_pass(out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
+    let width = epilogue.width();
+    if !epilogue.fits(width) || width == 0 || !out.len().is_multiple_of(width) {
+        return Err(Error::Input(
+            "CPU fast path: a bias does not fit its linear layer's output".into(),
+        ));
     }
-    let inv = (1.0 / scale) as f32;
-    qkv.par_chunks_mut(3 * all * ROWS_PER_TASK)
-        .for_each(|block| qkv_bias_rows(block, bias, all, inv));
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .for_each(|block| epilogue_rows(block, epilogue));
     Ok(())
 }
 
@@ -327,28 +354,10 @@ fn add_norm(
     Ok(())
 }
 
-/// `rows = act(rows + bias)`; activations the fast path lacks go through candle.
-fn bias_activation(rows_buf: &mut Vec<f32>, bias: &[f32], act: Activation) -> Result<()> {
-    let width = bias.len();
-    rows_buf
-        .par_chunks_mut(width * ROWS_PER_TASK)
-        .for_each(|block| bias_activation_rows(block, bias, act));
-    if !rows::native(act) {
-        let t = Tensor::from_slice(rows_buf, rows_buf.len(), &Device::Cpu)?;
-        *rows_buf = act.forward(&t)?.to_vec1::<f32>()?;
-    }
-    Ok(())
-}
-
 simd_fn! {
-fn qkv_bias_rows(block: &mut [f32], bias: &[f32], all: usize, inv: f32) {
-    for row in block.chunks_exact_mut(3 * all) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v += b;
-        }
-        for v in &mut row[all..2 * all] {
-            *v *= inv;
-        }
+fn epilogue_rows(block: &mut [f32], epilogue: &Epilogue) {
+    for row in block.chunks_exact_mut(epilogue.width()) {
+        epilogue.apply(row, 0);
     }
 }
 }
@@ -365,14 +374,6 @@ fn add_norm_rows(
     let width = gamma.len();
     for (row, r) in block.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
         rows::add_layer_norm(row, bias, r, gamma, beta, eps);
-    }
-}
-}
-
-simd_fn! {
-fn bias_activation_rows(block: &mut [f32], bias: &[f32], act: Activation) {
-    for row in block.chunks_exact_mut(bias.len()) {
-        rows::bias_activation(row, bias, act);
     }
 }
 }

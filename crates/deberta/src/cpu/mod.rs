@@ -5,11 +5,12 @@
 //! passes that each allocate their output. This path keeps candle's weights (read in place,
 //! no copy) and the same arithmetic, but:
 //! - runs every product on its own AVX2 GEMM ([`sgemm`]): the linear layers' weights packed
-//!   once, on first use, into the micro-kernel's layout, and the per-head attention products
-//!   packed per call, writing Q/K/V and each head's context in place through strides instead of
-//!   permuting copies (CPUs with AVX-512, or without AVX2 + FMA, use the `gemm` crate, as
-//!   candle does);
-//! - fuses bias + activation, bias + residual + LayerNorm, and
+//!   once, on first use, into the micro-kernel's layout, their inputs read in place, and the
+//!   per-head attention products' right operand packed per call, writing Q/K/V and each head's
+//!   context in place through strides instead of permuting copies (CPUs with AVX-512, or
+//!   without AVX2 + FMA, use the `gemm` crate, as candle does);
+//! - applies bias + activation (and the Q/K/V biases and key scaling) to each GEMM tile as it
+//!   is stored ([`rows::Epilogue`]), and fuses bias + residual + LayerNorm, and
 //!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
 //! - runs attention as one task per (head, sequence), each with its own scratch buffers;
 //! - compiles its element-wise kernels for AVX2/FMA, chosen at run time ([`simd`]).

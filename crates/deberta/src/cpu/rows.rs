@@ -103,6 +103,60 @@ pub fn bias_activation(row: &mut [f32], bias: &[f32], act: Activation) {
     }
 }
 
+/// What follows a linear layer's product on each output value: its bias, then an activation
+/// or a factor on some columns. The packed GEMM applies it to each tile as the tile's last
+/// `k` block is stored (while the tile is in L1); other GEMMs apply it as a pass of its own.
+pub enum Epilogue<'a> {
+    /// `act(v + bias[c])`, for a [`native`] activation.
+    BiasAct { bias: &'a [f32], act: Activation },
+    /// `v + bias[c]`, then `× factor` in the columns `scaled` (Q/K/V: K divided by the
+    /// attention scale).
+    BiasScale {
+        bias: &'a [f32],
+        scaled: std::ops::Range<usize>,
+        factor: f32,
+    },
+}
+
+impl Epilogue<'_> {
+    /// Output columns (the bias length).
+    pub fn width(&self) -> usize {
+        match self {
+            Self::BiasAct { bias, .. } | Self::BiasScale { bias, .. } => bias.len(),
+        }
+    }
+
+    /// Whether it fits an output of `width` columns with an activation this module computes.
+    pub fn fits(&self, width: usize) -> bool {
+        width == self.width()
+            && match self {
+                Self::BiasAct { act, .. } => native(*act),
+                Self::BiasScale { scaled, .. } => scaled.start <= scaled.end && scaled.end <= width,
+            }
+    }
+
+    /// Applies it to `seg`, the output columns `col0..col0 + seg.len()` of one row.
+    #[inline(always)]
+    pub fn apply(&self, seg: &mut [f32], col0: usize) {
+        let cols = col0..col0 + seg.len();
+        match self {
+            Self::BiasAct { bias, act } => bias_activation(seg, &bias[cols], *act),
+            Self::BiasScale {
+                bias,
+                scaled,
+                factor,
+            } => {
+                bias_activation(seg, &bias[cols.clone()], Activation::Linear);
+                let start = scaled.start.clamp(cols.start, cols.end) - col0;
+                let end = scaled.end.clamp(cols.start, cols.end) - col0;
+                for v in &mut seg[start..end] {
+                    *v *= factor;
+                }
+            }
+        }
+    }
+}
+
 /// `row = LayerNorm(row + bias + residual)` with weight `gamma`, bias `beta`.
 #[inline(always)]
 pub fn add_layer_norm(

@@ -2,22 +2,23 @@
 //! layout its micro-kernel reads (the `gemm` crate repacks the weight on every call).
 //!
 //! - Weights: panels of 24 output columns, each `[in][24]`, zero-padded past `out`.
-//! - Inputs: packed per call into tiles of 4 rows, each `[in][4]` (zero-padded), in groups of
-//!   at most [`GROUP_ROWS`] rows so the scratch stays small.
+//!   The packed copy starts on a 64-byte boundary, so no weight load splits a cache line.
+//! - Inputs: read in place, 4 rows at a time (the kernel broadcasts one value of each row
+//!   per step, so the rows need no packing).
 //! - Micro-kernel: a 4x24 tile in 12 accumulators; each step loads 3 weight vectors and
 //!   broadcasts 4 inputs, 12 FMAs per 7 loads (6x16, the usual AVX2 shape, needs 6 broadcasts,
 //!   and measured 80% of this one here).
 //! - Cache blocking: a task owns a block of rows x panels; for each `k` block, one panel's
-//!   `[BLOCK_K][24]` slice (24 KiB) stays in L1 while the task's row tiles stream past it
-//!   from L2.
+//!   `[BLOCK_K][24]` slice (24 KiB) stays in L1 while the task's rows stream past it from L2.
+//! - Epilogue: the last `k` block's store also applies the layer's bias and activation
+//!   ([`Epilogue`]) to the tile while it is in L1.
 //!
 //! Used on x86-64 with AVX2 + FMA and no AVX-512 ([`available`]); elsewhere callers keep the
 //! `gemm` crate.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
+use super::rows::Epilogue;
 use super::{check_io, check_weight, MatRef, SharedMut};
 use crate::{Error, Result};
 
@@ -33,13 +34,8 @@ const BLOCK_K: usize = 256;
 const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 /// Panels per task.
 const CHUNK_PANELS: usize = 4;
-/// Input rows packed at a time (the scratch holds `GROUP_ROWS x in` values).
-const GROUP_ROWS: usize = 4 * CHUNK_ROWS;
-
-thread_local! {
-    /// The packed input rows, reused across calls on this thread.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
+/// Alignment of the packed weights, in f32s (64 bytes: one cache line).
+const ALIGN: usize = 16;
 
 /// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
 /// AVX-512 CPUs the `gemm` crate's 512-bit kernels (its `x86-v4` feature, chosen at run time)
@@ -61,8 +57,9 @@ pub fn available() -> bool {
 pub struct PackedLinear {
     in_dim: usize,
     out_dim: usize,
-    /// `[panels][in][24]`.
+    /// `[panels][in][24]` from `start`, the first 64-byte boundary of the allocation.
     packed: Vec<f32>,
+    start: usize,
 }
 
 impl PackedLinear {
@@ -70,8 +67,10 @@ impl PackedLinear {
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
         check_weight("packed f32 linear", w, out_dim, in_dim)?;
         let panels = out_dim.div_ceil(PANEL);
-        let mut packed = vec![0f32; panels * in_dim * PANEL];
-        packed
+        let size = panels * in_dim * PANEL;
+        let mut packed = vec![0f32; size + ALIGN];
+        let start = packed.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
+        packed[start..start + size]
             .par_chunks_mut(in_dim * PANEL)
             .enumerate()
             .for_each(|(panel, dst)| {
@@ -86,64 +85,48 @@ impl PackedLinear {
             in_dim,
             out_dim,
             packed,
+            start,
         })
     }
 
-    /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` (no bias).
-    pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        check_io("packed f32 linear", x, out, self.in_dim, self.out_dim)?;
+    /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ`, then the `epilogue` (bias, activation),
+    /// if any.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], epilogue: Option<&Epilogue>) -> Result<()> {
+        let rows = check_io("packed f32 linear", x, out, self.in_dim, self.out_dim)?;
         if !available() {
             return Err(Error::Input(
                 "packed f32 linear: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
                     .into(),
             ));
         }
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => self.forward_groups(x, out, &mut buf),
-            Err(_) => self.forward_groups(x, out, &mut Vec::new()),
-        });
+        if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
+            return Err(Error::Input(format!(
+                "packed f32 linear: the bias or activation does not fit {} output columns",
+                self.out_dim
+            )));
+        }
+        if rows > 0 {
+            self.multiply(x, rows, out, epilogue);
+        }
         Ok(())
     }
 
-    /// Packs and multiplies [`GROUP_ROWS`] rows at a time.
-    fn forward_groups(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-        let k = self.in_dim;
-        for (x_group, out_group) in x
-            .chunks(GROUP_ROWS * k)
-            .zip(out.chunks_mut(GROUP_ROWS * self.out_dim))
-        {
-            let rows = x_group.len() / k;
-            let padded = rows.div_ceil(TILE_ROWS) * TILE_ROWS * k;
-            if scratch.len() < padded {
-                scratch.resize(padded, 0.0);
-            }
-            let packed_rows = &mut scratch[..padded];
-            packed_rows
-                .par_chunks_mut(TILE_ROWS * k)
-                .enumerate()
-                .for_each(|(tile, dst)| {
-                    let start = tile * TILE_ROWS;
-                    let src = MatRef {
-                        ptr: x_group[start * k..].as_ptr(),
-                        rs: k as isize,
-                        cs: 1,
-                    };
-                    // SAFETY: the tile's `rows - start` (at least 1) rows of `k` values lie in
-                    // `x_group`; `dst` holds one group of `4 * k`.
-                    unsafe { pack_strided(dst, TILE_ROWS, rows - start, k, src) };
-                });
-            self.multiply(packed_rows, rows, out_group);
-        }
-    }
-
-    /// `out[rows, out_dim]` from the packed input tiles, one task per block of rows x panels.
-    fn multiply(&self, packed_rows: &[f32], rows: usize, out: &mut [f32]) {
+    /// `out[rows, out_dim]`, one task per block of rows x panels.
+    fn multiply(&self, x: &[f32], rows: usize, out: &mut [f32], epilogue: Option<&Epilogue>) {
         let panels = self.out_dim.div_ceil(PANEL);
         let row_chunks = rows.div_ceil(CHUNK_ROWS);
         // Even chunks, whole tiles.
         let chunk_rows = rows.div_ceil(row_chunks).div_ceil(TILE_ROWS) * TILE_ROWS;
         let panel_chunks = panels.div_ceil(CHUNK_PANELS);
-        let dst = SharedMut(out.as_mut_ptr());
+        let dst = Tile {
+            ptr: SharedMut(out.as_mut_ptr()),
+            ldc: self.out_dim,
+            epilogue,
+        };
+        let lhs = Rows {
+            ptr: x.as_ptr(),
+            lda: self.in_dim,
+        };
         (0..row_chunks * panel_chunks)
             .into_par_iter()
             .for_each(|task| {
@@ -152,12 +135,12 @@ impl PackedLinear {
                     rows: (rc * chunk_rows).min(rows)..((rc + 1) * chunk_rows).min(rows),
                     panels: pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels),
                 };
-                // SAFETY: `forward` checked AVX2 + FMA and that `out` holds `rows x out_dim`;
-                // `packed_rows` holds every tile of `rows`; this task writes only its own
-                // rows x panel columns.
+                // SAFETY: `forward` checked AVX2 + FMA, that `x` holds `rows x in_dim` and
+                // `out` `rows x out_dim`, and that the epilogue fits `out_dim`; this task
+                // writes only its own rows x panel columns.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    avx2::block(self.panels(), packed_rows, &block, dst, self.out_dim)
+                    avx2::block(self.panels(), lhs, &block, &dst)
                 };
             });
     }
@@ -166,7 +149,7 @@ impl PackedLinear {
 impl PackedLinear {
     fn panels(&self) -> Panels<'_> {
         Panels {
-            data: &self.packed,
+            data: &self.packed[self.start..],
             k: self.in_dim,
             cols: self.out_dim,
         }
@@ -181,6 +164,25 @@ struct Panels<'a> {
     cols: usize,
 }
 
+/// Row-major input rows: row `r` at `ptr + r * lda`.
+#[derive(Clone, Copy)]
+struct Rows {
+    ptr: *const f32,
+    lda: usize,
+}
+
+// SAFETY: the tasks only read through it.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+/// Where a block's results go: a `[rows, ldc]` buffer, and what to apply as each tile's
+/// last `k` block is stored.
+struct Tile<'a> {
+    ptr: SharedMut,
+    ldc: usize,
+    epilogue: Option<&'a Epilogue<'a>>,
+}
+
 /// Scratch for [`matmul`]'s packed operands, reused across calls.
 #[derive(Default)]
 pub struct PackScratch {
@@ -189,8 +191,9 @@ pub struct PackScratch {
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread, for strided operands (the attention
-/// products of one head): both operands are packed into `scratch`, then multiplied by the
-/// same kernel as [`PackedLinear`]. The caller checked [`available`].
+/// products of one head): `rhs` is packed into `scratch` (and `lhs` copied there unless its
+/// rows are contiguous), then multiplied by the same kernel as [`PackedLinear`]. The caller
+/// checked [`available`].
 ///
 /// # Safety
 /// Every element the shapes and strides address must lie inside live allocations, and the
@@ -206,13 +209,26 @@ pub unsafe fn matmul(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let tiles = m.div_ceil(TILE_ROWS);
     let panels = n.div_ceil(PANEL);
-    scratch.lhs.resize(tiles * TILE_ROWS * k, 0.0);
+    let lhs = if lhs.cs == 1 && lhs.rs >= 0 {
+        Rows {
+            ptr: lhs.ptr,
+            lda: lhs.rs as usize,
+        }
+    } else {
+        scratch.lhs.resize(m * k, 0.0);
+        for (i, row) in scratch.lhs.chunks_exact_mut(k).enumerate() {
+            for (kk, v) in row.iter_mut().enumerate() {
+                *v = lhs.at(i, kk);
+            }
+        }
+        Rows {
+            ptr: scratch.lhs.as_ptr(),
+            lda: k,
+        }
+    };
     scratch.rhs.resize(panels * PANEL * k, 0.0);
-    // lhs (i, kk) into [tiles][k][4]; rhs (kk, col), read as rows of its transpose, into
-    // [panels][k][24].
-    pack_strided(&mut scratch.lhs, TILE_ROWS, m, k, lhs);
+    // rhs (kk, col), read as rows of its transpose, into [panels][k][24].
     let rhs_t = MatRef {
         ptr: rhs.ptr,
         rs: rhs.cs,
@@ -228,8 +244,13 @@ pub unsafe fn matmul(
         rows: 0..m,
         panels: 0..panels,
     };
+    let tile = Tile {
+        ptr: SharedMut(dst),
+        ldc: dst_rs,
+        epilogue: None,
+    };
     #[cfg(target_arch = "x86_64")]
-    avx2::block(panels_ref, &scratch.lhs, &block, SharedMut(dst), dst_rs);
+    avx2::block(panels_ref, lhs, &block, &tile);
 }
 
 /// `dst [groups][k][group]` with `dst[g][kk][i] = src(g * group + i, kk)` for the `rows` rows
@@ -276,15 +297,17 @@ struct Block {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Panels, SharedMut, BLOCK_K, PANEL, TILE_ROWS, VECS};
+    use super::{Block, Epilogue, Panels, Rows, Tile, BLOCK_K, PANEL, TILE_ROWS, VECS};
 
-    /// Every tile of one block, `k` block by `k` block (the first writes, the rest add).
+    /// Every tile of one block, `k` block by `k` block (the first writes, the rest add, the
+    /// last also applies the epilogue).
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `a` holds the packed tiles of every row of the block and
-    /// `dst` is a `[rows, out_dim]` buffer whose block no one else touches.
+    /// The CPU has AVX2 and FMA; `a` holds every row of the block (`w.k` values each); `dst`
+    /// is a `[rows, ldc]` buffer whose block no one else touches, and its epilogue fits
+    /// `w.cols`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn block(w: Panels, a: &[f32], block: &Block, dst: SharedMut, ldc: usize) {
+    pub unsafe fn block(w: Panels, a: Rows, block: &Block, dst: &Tile) {
         let k = w.k;
         let mut k0 = 0;
         while k0 < k {
@@ -292,19 +315,26 @@ mod avx2 {
             for panel in block.panels.clone() {
                 let mut r = block.rows.start;
                 while r < block.rows.end {
+                    let rows = (block.rows.end - r).min(TILE_ROWS);
+                    // A short last tile repeats its last row; only `rows` rows are stored.
+                    let row = |i: usize| a.ptr.add((r + i.min(rows - 1)) * a.lda + k0);
                     let acc = micro_kernel(
-                        a.as_ptr().add(r * k + k0 * TILE_ROWS),
+                        [row(0), row(1), row(2), row(3)],
                         w.data.as_ptr().add((panel * k + k0) * PANEL),
                         kc,
                     );
-                    let tile = Store {
-                        out: dst.get().add(r * ldc + panel * PANEL),
-                        ldc,
-                        rows: (block.rows.end - r).min(TILE_ROWS),
+                    let store = Store {
+                        out: dst.ptr.get().add(r * dst.ldc + panel * PANEL),
+                        ldc: dst.ldc,
+                        rows,
+                        col0: panel * PANEL,
                         cols: (w.cols - panel * PANEL).min(PANEL),
                         add: k0 > 0,
                     };
-                    tile.write(&acc);
+                    store.write(&acc);
+                    if let (Some(epilogue), true) = (dst.epilogue, k0 + kc == k) {
+                        store.finish(epilogue);
+                    }
                     r += TILE_ROWS;
                 }
             }
@@ -349,15 +379,20 @@ mod avx2 {
         }
     }
 
-    /// `acc[i][h] = Σ_k a[k][i] · b[k][8h..8h + 8]` for a packed `a [kc][4]` and `b [kc][24]`:
-    /// 12 accumulators, 3 weight vectors and 1 broadcast, all 16 ymm registers (written in
-    /// assembly because LLVM spills one accumulator here, which costs a third of the speed).
+    /// `acc[i][h] = Σ_k a[i][k] · b[k][8h..8h + 8]` for 4 input rows `a[i]` (`kc` values each)
+    /// and a packed `b [kc][24]`: 12 accumulators, 3 weight vectors and 1 broadcast, all 16 ymm
+    /// registers (written in assembly because LLVM spills one accumulator here, which costs a
+    /// third of the speed).
     ///
     /// # Safety
-    /// AVX2 + FMA; `a` holds `4 * kc` values and `b` `24 * kc`, `kc >= 1`.
+    /// AVX2 + FMA; each `a[i]` holds `kc` values and `b` `24 * kc`, `kc >= 1`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn micro_kernel(a: *const f32, b: *const f32, kc: usize) -> [[__m256; VECS]; TILE_ROWS] {
+    unsafe fn micro_kernel(
+        a: [*const f32; TILE_ROWS],
+        b: *const f32,
+        kc: usize,
+    ) -> [[__m256; VECS]; TILE_ROWS] {
         let z = _mm256_setzero_ps();
         let (mut c00, mut c01, mut c02, mut c10, mut c11, mut c12) = (z, z, z, z, z, z);
         let (mut c20, mut c21, mut c22, mut c30, mut c31, mut c32) = (z, z, z, z, z, z);
@@ -366,27 +401,31 @@ mod avx2 {
             "vmovups ymm12, [{b}]",
             "vmovups ymm13, [{b} + 32]",
             "vmovups ymm14, [{b} + 64]",
-            "vbroadcastss ymm15, dword ptr [{a}]",
+            "vbroadcastss ymm15, dword ptr [{a0} + {off}]",
             "vfmadd231ps ymm0, ymm15, ymm12",
             "vfmadd231ps ymm1, ymm15, ymm13",
             "vfmadd231ps ymm2, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a} + 4]",
+            "vbroadcastss ymm15, dword ptr [{a1} + {off}]",
             "vfmadd231ps ymm3, ymm15, ymm12",
             "vfmadd231ps ymm4, ymm15, ymm13",
             "vfmadd231ps ymm5, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a} + 8]",
+            "vbroadcastss ymm15, dword ptr [{a2} + {off}]",
             "vfmadd231ps ymm6, ymm15, ymm12",
             "vfmadd231ps ymm7, ymm15, ymm13",
             "vfmadd231ps ymm8, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a} + 12]",
+            "vbroadcastss ymm15, dword ptr [{a3} + {off}]",
             "vfmadd231ps ymm9, ymm15, ymm12",
             "vfmadd231ps ymm10, ymm15, ymm13",
             "vfmadd231ps ymm11, ymm15, ymm14",
-            "add {a}, 16",
+            "add {off}, 4",
             "add {b}, 96",
             "dec {k}",
             "jnz 2b",
-            a = inout(reg) a => _,
+            a0 = in(reg) a[0],
+            a1 = in(reg) a[1],
+            a2 = in(reg) a[2],
+            a3 = in(reg) a[3],
+            off = inout(reg) 0usize => _,
             b = inout(reg) b => _,
             k = inout(reg) kc => _,
             inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02,
@@ -410,6 +449,8 @@ mod avx2 {
         out: *mut f32,
         ldc: usize,
         rows: usize,
+        /// The first output column of the tile.
+        col0: usize,
         cols: usize,
         add: bool,
     }
@@ -444,6 +485,19 @@ mod avx2 {
                 }
             }
         }
+
+        /// Applies the epilogue to the stored tile.
+        ///
+        /// # Safety
+        /// As for [`Store::write`], and the epilogue fits the output's columns.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn finish(&self, epilogue: &Epilogue) {
+            for i in 0..self.rows {
+                let seg = std::slice::from_raw_parts_mut(self.out.add(i * self.ldc), self.cols);
+                epilogue.apply(seg, self.col0);
+            }
+        }
     }
 }
 
@@ -451,6 +505,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::cpu::pseudo_random;
+    use crate::Activation;
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
         x.chunks_exact(k)
@@ -483,7 +538,7 @@ mod tests {
             let mut out = vec![f32::NAN; rows * cols];
             PackedLinear::new(&w, cols, k)
                 .unwrap()
-                .forward(&x, &mut out)
+                .forward(&x, &mut out, None)
                 .unwrap();
             let want = reference(&x, &w, k);
             let diff = out
@@ -496,13 +551,47 @@ mod tests {
     }
 
     #[test]
+    fn epilogue_matches_a_separate_pass() {
+        if !available() {
+            return;
+        }
+        // 50 columns: two whole panels and a partial one; k = 600: three k blocks.
+        let (rows, cols, k) = (7, 50, 600);
+        let x = pseudo_random(rows * k, 5);
+        let w = PackedLinear::new(&pseudo_random(cols * k, 6), cols, k).unwrap();
+        let bias = pseudo_random(cols, 7);
+        let epilogues = [
+            Epilogue::BiasAct {
+                bias: &bias,
+                act: Activation::Gelu,
+            },
+            Epilogue::BiasScale {
+                bias: &bias,
+                scaled: 20..37,
+                factor: 0.125,
+            },
+        ];
+        for epilogue in &epilogues {
+            let mut want = vec![0f32; rows * cols];
+            w.forward(&x, &mut want, None).unwrap();
+            for row in want.chunks_exact_mut(cols) {
+                epilogue.apply(row, 0);
+            }
+            let mut got = vec![f32::NAN; rows * cols];
+            w.forward(&x, &mut got, Some(epilogue)).unwrap();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn strided_matmul_matches_a_plain_product() {
         if !available() {
             return;
         }
         let mut scratch = PackScratch::default();
         for &(m, n, k) in &[(1, 1, 1), (7, 30, 5), (128, 128, 64), (33, 64, 300)] {
-            // lhs [m, k] inside rows of stride k + 3; rhs given as its transpose [n, k].
+            // lhs [m, k] inside rows of stride k + 3 (and the same read column-major, which
+            // is copied first); rhs given as its transpose [n, k].
             let lhs = pseudo_random(m * (k + 3), 3);
             let rhs_t = pseudo_random(n * k, 4);
             let compact: Vec<f32> = lhs
@@ -510,29 +599,44 @@ mod tests {
                 .flat_map(|r| r[..k].to_vec())
                 .collect();
             let want = reference(&compact, &rhs_t, k);
-            let mut out = vec![f32::NAN; m * (n + 2)];
-            let a = MatRef {
+            // The same lhs stored column-major: [k, m].
+            let column_major: Vec<f32> = (0..k)
+                .flat_map(|kk| (0..m).map(move |i| (i, kk)))
+                .map(|(i, kk)| compact[i * k + kk])
+                .collect();
+            let row_major = MatRef {
                 ptr: lhs.as_ptr(),
                 rs: (k + 3) as isize,
                 cs: 1,
+            };
+            let col_major = MatRef {
+                ptr: column_major.as_ptr(),
+                rs: 1,
+                cs: m as isize,
             };
             let b = MatRef {
                 ptr: rhs_t.as_ptr(),
                 rs: 1,
                 cs: k as isize,
             };
-            // SAFETY: the shapes and strides stay inside the buffers.
-            unsafe { matmul((m, n, k), out.as_mut_ptr(), n + 2, a, b, &mut scratch) };
-            let diff = out
-                .chunks_exact(n + 2)
-                .flat_map(|r| &r[..n])
-                .zip(&want)
-                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
-            println!("{m}x{n}x{k} strided: max |diff| {diff:.2e}");
-            assert!(diff < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k}: {diff}");
-            assert!(out
-                .chunks_exact(n + 2)
-                .all(|r| r[n..].iter().all(|v| v.is_nan())));
+            for a in [row_major, col_major] {
+                let mut out = vec![f32::NAN; m * (n + 2)];
+                // SAFETY: the shapes and strides stay inside the buffers.
+                unsafe { matmul((m, n, k), out.as_mut_ptr(), n + 2, a, b, &mut scratch) };
+                let diff = out
+                    .chunks_exact(n + 2)
+                    .flat_map(|r| &r[..n])
+                    .zip(&want)
+                    .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+                println!(
+                    "{m}x{n}x{k} lhs column stride {}: max |diff| {diff:.2e}",
+                    a.cs
+                );
+                assert!(diff < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k}: {diff}");
+                assert!(out
+                    .chunks_exact(n + 2)
+                    .all(|r| r[n..].iter().all(|v| v.is_nan())));
+            }
         }
     }
 
@@ -542,11 +646,24 @@ mod tests {
         assert!(PackedLinear::new(&[0.0; 6], 2, 0).is_err());
         let w = PackedLinear::new(&[0.0; 6], 2, 3).unwrap();
         if !available() {
-            assert!(w.forward(&[0.0; 3], &mut [0.0; 2]).is_err());
+            assert!(w.forward(&[0.0; 3], &mut [0.0; 2], None).is_err());
             return;
         }
-        w.forward(&[0.0; 3], &mut [0.0; 2]).unwrap();
-        assert!(w.forward(&[0.0; 4], &mut [0.0; 2]).is_err());
-        assert!(w.forward(&[0.0; 3], &mut [0.0; 3]).is_err());
+        w.forward(&[0.0; 3], &mut [0.0; 2], None).unwrap();
+        w.forward(&[], &mut [], None).unwrap();
+        assert!(w.forward(&[0.0; 4], &mut [0.0; 2], None).is_err());
+        assert!(w.forward(&[0.0; 3], &mut [0.0; 3], None).is_err());
+        let short_bias = Epilogue::BiasAct {
+            bias: &[0.0; 3],
+            act: Activation::Gelu,
+        };
+        let wide_scale = Epilogue::BiasScale {
+            bias: &[0.0; 2],
+            scaled: 1..3,
+            factor: 2.0,
+        };
+        for bad in [short_bias, wide_scale] {
+            assert!(w.forward(&[0.0; 3], &mut [0.0; 2], Some(&bad)).is_err());
+        }
     }
 }
