@@ -13,8 +13,9 @@
 
 use rayon::prelude::*;
 
+use super::rows::Epilogue;
 use super::{check_io, check_weight, simd_fn, SharedMut};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Output columns per weight panel.
 const PANEL: usize = 16;
@@ -33,9 +34,10 @@ pub struct QuantLinear {
     pairs: usize,
     /// `[panels][pairs][16 columns][2]`.
     packed: Vec<i8>,
-    /// Per output channel.
+    /// Per output channel (padded with 1 to whole panels).
     scales: Vec<f32>,
-    /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point.
+    /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point (padded with 0
+    /// to whole panels).
     sums: Vec<i32>,
 }
 
@@ -46,8 +48,8 @@ impl QuantLinear {
         let pairs = in_dim.div_ceil(2);
         let panels = out_dim.div_ceil(PANEL);
         let mut packed = vec![0i8; panels * pairs * 2 * PANEL];
-        let mut scales = vec![1f32; out_dim];
-        let mut sums = vec![0i32; out_dim];
+        let mut scales = vec![1f32; panels * PANEL];
+        let mut sums = vec![0i32; panels * PANEL];
         for (n, row) in w.chunks_exact(in_dim).enumerate() {
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
             let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
@@ -69,9 +71,16 @@ impl QuantLinear {
         })
     }
 
-    /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` (no bias), through int8 values.
-    pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+    /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` through int8 values, then the `epilogue`
+    /// (bias, activation), if any, applied to each tile as it is stored.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], epilogue: Option<&Epilogue>) -> Result<()> {
         let rows = check_io("int8", x, out, self.in_dim, self.out_dim)?;
+        if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
+            return Err(Error::Input(format!(
+                "int8 linear: the bias or activation does not fit {} output columns",
+                self.out_dim
+            )));
+        }
         let (qx, row_params) = quantize_rows(x, self.in_dim, self.pairs);
         let panels = self.out_dim.div_ceil(PANEL);
         let row_chunks = rows.div_ceil(CHUNK_ROWS);
@@ -83,8 +92,9 @@ impl QuantLinear {
                 let (rc, pc) = (task / panel_chunks, task % panel_chunks);
                 let row_range = rc * CHUNK_ROWS..((rc + 1) * CHUNK_ROWS).min(rows);
                 let panel_range = pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels);
-                // SAFETY: this task writes only rows `row_range` x the columns of its panels.
-                unsafe { self.chunk(&qx, &row_params, row_range, panel_range, dst) };
+                // SAFETY: this task writes only rows `row_range` x the columns of its panels;
+                // the epilogue fits `out_dim`.
+                unsafe { self.chunk(&qx, &row_params, row_range, panel_range, dst, epilogue) };
             });
         Ok(())
     }
@@ -93,7 +103,7 @@ impl QuantLinear {
     ///
     /// # Safety
     /// `dst` must point to a `[rows, out_dim]` buffer of which this call's block is written by
-    /// no one else.
+    /// no one else, and the epilogue must fit `out_dim`.
     unsafe fn chunk(
         &self,
         qx: &[i16],
@@ -101,30 +111,65 @@ impl QuantLinear {
         row_range: std::ops::Range<usize>,
         panel_range: std::ops::Range<usize>,
         dst: SharedMut,
+        epilogue: Option<&Epilogue>,
     ) {
         let stride = 2 * self.pairs;
-        let mut acc = [[0i32; PANEL]; TILE_ROWS];
         for panel in panel_range {
             let weights = &self.packed[panel * self.pairs * 2 * PANEL..][..self.pairs * 2 * PANEL];
+            let col0 = panel * PANEL;
             let mut r0 = row_range.start;
             while r0 < row_range.end {
                 let tile = (row_range.end - r0).min(TILE_ROWS);
                 let a = &qx[r0 * stride..(r0 + tile) * stride];
-                dot_tile(a, stride, tile, weights, self.pairs, &mut acc);
-                for (r, acc_row) in acc.iter().enumerate().take(tile) {
-                    let row = r0 + r;
-                    let RowParams { scale, zero } = row_params[row];
-                    let out_row = dst.get().add(row * self.out_dim);
-                    for (c, &v) in acc_row.iter().enumerate() {
-                        let n = panel * PANEL + c;
-                        if n < self.out_dim {
-                            let exact = v - zero * self.sums[n];
-                            *out_row.add(n) = exact as f32 * scale * self.scales[n];
-                        }
-                    }
-                }
+                let target = TileOut {
+                    out: dst.get().add(r0 * self.out_dim + col0),
+                    ldc: self.out_dim,
+                    col0,
+                    cols: (self.out_dim - col0).min(PANEL),
+                    rows: &row_params[r0..r0 + tile],
+                    sums: &self.sums[col0..col0 + PANEL],
+                    scales: &self.scales[col0..col0 + PANEL],
+                    epilogue,
+                };
+                dot_tile(a, stride, weights, self.pairs, &target);
                 r0 += tile;
             }
+        }
+    }
+}
+
+/// Where one tile's sums go: `rows.len()` rows x `cols` columns at `out` (row stride `ldc`),
+/// output columns `col0..`, scaled back to f32 and then through the epilogue.
+struct TileOut<'a> {
+    out: *mut f32,
+    ldc: usize,
+    col0: usize,
+    cols: usize,
+    rows: &'a [RowParams],
+    /// The panel's 16 weight sums and scales.
+    sums: &'a [i32],
+    scales: &'a [f32],
+    epilogue: Option<&'a Epilogue<'a>>,
+}
+
+impl TileOut<'_> {
+    /// Stores row `r` from its 16 exact sums: `(acc - zero · Σq) · s_row · s_col`.
+    ///
+    /// # Safety
+    /// Row `r < rows.len()` of the tile (`cols` values) is valid and the caller's alone.
+    #[inline(always)]
+    unsafe fn store_row(&self, r: usize, acc: &[i32; PANEL]) {
+        let RowParams { scale, zero } = self.rows[r];
+        let mut vals = [0f32; PANEL];
+        for (((v, &a), &sum), &col_scale) in
+            vals.iter_mut().zip(acc).zip(self.sums).zip(self.scales)
+        {
+            *v = (a - zero * sum) as f32 * scale * col_scale;
+        }
+        let seg = std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols);
+        seg.copy_from_slice(&vals[..self.cols]);
+        if let Some(epilogue) = self.epilogue {
+            epilogue.apply(seg, self.col0);
         }
     }
 }
@@ -159,9 +204,22 @@ fn quantize_rows(x: &[f32], in_dim: usize, pairs: usize) -> (Vec<i16>, Vec<RowPa
 simd_fn! {
 /// Quantises one row to `[0, 255]` (round half to even, as `vroundps` does).
 fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
-    let (lo, hi) = x_row
+    // Lane-wise extremes (a single running min/max does not vectorise).
+    let mut lanes_lo = [0f32; 8];
+    let mut lanes_hi = [0f32; 8];
+    let mut chunks = x_row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for ((lo, hi), &v) in lanes_lo.iter_mut().zip(&mut lanes_hi).zip(chunk) {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
+        }
+    }
+    let (lo, hi) = chunks
+        .remainder()
         .iter()
-        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .map(|&v| (v, v))
+        .chain(lanes_lo.into_iter().zip(lanes_hi))
+        .fold((0f32, 0f32), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
     let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
     let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
     let inv = 1.0 / scale;
@@ -175,55 +233,46 @@ fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
 }
 }
 
-/// `acc[r][c] = Σ_k a[r, k] · w[c, k]` for `tile` rows of `a` (row stride `stride`) against
-/// one packed panel.
-fn dot_tile(
-    a: &[i16],
-    stride: usize,
-    tile: usize,
-    panel: &[i8],
-    pairs: usize,
-    acc: &mut [[i32; PANEL]; TILE_ROWS],
-) {
+/// `Σ_k a[r, k] · w[c, k]` for the tile's rows of `a` (row stride `stride`) against one
+/// packed panel, stored through `target`.
+///
+/// # Safety
+/// As for [`TileOut::store_row`], for every row of the tile.
+unsafe fn dot_tile(a: &[i16], stride: usize, panel: &[i8], pairs: usize, target: &TileOut) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present; `a` holds `tile` rows of `stride >= 2 * pairs` values
-            // and `panel` holds `pairs * 32` values (checked by the callers' slicing).
-            unsafe {
-                match tile {
-                    6 => avx2::tile::<6>(a, stride, panel, pairs, acc),
-                    5 => avx2::tile::<5>(a, stride, panel, pairs, acc),
-                    4 => avx2::tile::<4>(a, stride, panel, pairs, acc),
-                    3 => avx2::tile::<3>(a, stride, panel, pairs, acc),
-                    2 => avx2::tile::<2>(a, stride, panel, pairs, acc),
-                    _ => avx2::tile::<1>(a, stride, panel, pairs, acc),
-                }
+            // SAFETY: AVX2 is present; `a` holds the tile's rows of `stride >= 2 * pairs`
+            // values and `panel` holds `pairs * 32` values (checked by the callers' slicing).
+            match target.rows.len() {
+                6 => avx2::tile::<6>(a, stride, panel, pairs, target),
+                5 => avx2::tile::<5>(a, stride, panel, pairs, target),
+                4 => avx2::tile::<4>(a, stride, panel, pairs, target),
+                3 => avx2::tile::<3>(a, stride, panel, pairs, target),
+                2 => avx2::tile::<2>(a, stride, panel, pairs, target),
+                _ => avx2::tile::<1>(a, stride, panel, pairs, target),
             }
             return;
         }
     }
-    portable_tile(a, stride, tile, panel, pairs, acc);
+    portable_tile(a, stride, panel, pairs, target);
 }
 
 /// The same sums in plain Rust, for CPUs without AVX2.
-fn portable_tile(
-    a: &[i16],
-    stride: usize,
-    tile: usize,
-    panel: &[i8],
-    pairs: usize,
-    acc: &mut [[i32; PANEL]; TILE_ROWS],
-) {
-    for (r, acc_row) in acc.iter_mut().enumerate().take(tile) {
+///
+/// # Safety
+/// As for [`dot_tile`].
+unsafe fn portable_tile(a: &[i16], stride: usize, panel: &[i8], pairs: usize, target: &TileOut) {
+    for r in 0..target.rows.len() {
         let a_row = &a[r * stride..r * stride + 2 * pairs];
-        *acc_row = [0; PANEL];
+        let mut acc = [0i32; PANEL];
         for (p, w) in panel.chunks_exact(2 * PANEL).enumerate().take(pairs) {
             let (a0, a1) = (i32::from(a_row[2 * p]), i32::from(a_row[2 * p + 1]));
-            for (c, out) in acc_row.iter_mut().enumerate() {
+            for (c, out) in acc.iter_mut().enumerate() {
                 *out += a0 * i32::from(w[2 * c]) + a1 * i32::from(w[2 * c + 1]);
             }
         }
+        target.store_row(r, &acc);
     }
 }
 
@@ -231,20 +280,21 @@ fn portable_tile(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PANEL, TILE_ROWS};
+    use super::{TileOut, PANEL};
 
-    /// `R` rows x 16 columns, accumulated in 2R registers of 8 i32.
+    /// `R` rows x 16 columns, accumulated in 2R registers of 8 i32, then stored through
+    /// `target`.
     ///
     /// # Safety
     /// AVX2 must be available; `a` must hold `R` rows of `stride >= 2 * pairs` i16 and `panel`
-    /// `pairs * 32` i8.
-    #[target_feature(enable = "avx2")]
+    /// `pairs * 32` i8; as for [`TileOut::store_row`] for rows `0..R`.
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile<const R: usize>(
         a: &[i16],
         stride: usize,
         panel: &[i8],
         pairs: usize,
-        acc: &mut [[i32; PANEL]; TILE_ROWS],
+        target: &TileOut,
     ) {
         debug_assert!(a.len() >= (R - 1) * stride + 2 * pairs && panel.len() >= pairs * 32);
         let mut sums = [[_mm256_setzero_si256(); 2]; R];
@@ -262,8 +312,10 @@ mod avx2 {
             }
         }
         for (r, sum) in sums.iter().enumerate() {
-            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, sum[0]);
-            _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, sum[1]);
+            let mut acc = [0i32; PANEL];
+            _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum[0]);
+            _mm256_storeu_si256(acc.as_mut_ptr().add(8) as *mut __m256i, sum[1]);
+            target.store_row(r, &acc);
         }
     }
 }
@@ -272,6 +324,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::cpu::pseudo_random;
+    use crate::Activation;
 
     #[test]
     fn int8_linear_is_close_to_f32_and_simd_equals_portable() {
@@ -281,7 +334,7 @@ mod tests {
             let w = pseudo_random(out_dim * in_dim, 2);
             let q = QuantLinear::new(&w, out_dim, in_dim).unwrap();
             let mut got = vec![0f32; rows * out_dim];
-            q.forward(&x, &mut got).unwrap();
+            q.forward(&x, &mut got, None).unwrap();
             let mut worst = 0f32;
             for r in 0..rows {
                 for n in 0..out_dim {
@@ -295,28 +348,55 @@ mod tests {
             println!("{rows}x{in_dim}x{out_dim}: max |int8 - f32| = {worst:.2e}");
             assert!(worst < 0.01 * (in_dim as f32).sqrt(), "{worst}");
 
-            let (qx, _) = quantize_rows(&x, in_dim, q.pairs);
+            // The AVX2 tile and the portable one store the same values, with or without an
+            // epilogue.
+            let bias = pseudo_random(out_dim, 3);
+            let gelu = Epilogue::BiasAct {
+                bias: &bias,
+                act: Activation::Gelu,
+            };
+            let (qx, params) = quantize_rows(&x, in_dim, q.pairs);
             let stride = 2 * q.pairs;
             let tile = rows.min(TILE_ROWS);
-            let mut fast = [[0i32; PANEL]; TILE_ROWS];
-            let mut slow = [[0i32; PANEL]; TILE_ROWS];
-            dot_tile(
-                &qx[..tile * stride],
-                stride,
-                tile,
-                &q.packed[..q.pairs * 32],
-                q.pairs,
-                &mut fast,
-            );
-            portable_tile(
-                &qx[..tile * stride],
-                stride,
-                tile,
-                &q.packed[..q.pairs * 32],
-                q.pairs,
-                &mut slow,
-            );
-            assert_eq!(fast[..tile], slow[..tile]);
+            let cols = out_dim.min(PANEL);
+            for epilogue in [None, Some(&gelu)] {
+                let mut fast = vec![f32::NAN; tile * out_dim];
+                let mut slow = vec![f32::NAN; tile * out_dim];
+                for (buf, portable) in [(&mut fast, false), (&mut slow, true)] {
+                    let target = TileOut {
+                        out: buf.as_mut_ptr(),
+                        ldc: out_dim,
+                        col0: 0,
+                        cols,
+                        rows: &params[..tile],
+                        sums: &q.sums[..PANEL],
+                        scales: &q.scales[..PANEL],
+                        epilogue,
+                    };
+                    let (a, w) = (&qx[..tile * stride], &q.packed[..q.pairs * 32]);
+                    // SAFETY: `buf` holds the tile's rows x `out_dim`.
+                    unsafe {
+                        if portable {
+                            portable_tile(a, stride, w, q.pairs, &target)
+                        } else {
+                            dot_tile(a, stride, w, q.pairs, &target)
+                        }
+                    }
+                }
+                assert!(fast
+                    .iter()
+                    .zip(&slow)
+                    .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+                assert!(fast
+                    .chunks(out_dim)
+                    .all(|r| r[..cols].iter().all(|v| v.is_finite())));
+            }
+            let mut fused = vec![0f32; rows * out_dim];
+            q.forward(&x, &mut fused, Some(&gelu)).unwrap();
+            for row in got.chunks_exact_mut(out_dim) {
+                gelu.apply(row, 0);
+            }
+            assert_eq!(fused, got);
         }
     }
 
@@ -324,6 +404,13 @@ mod tests {
     fn bad_shapes_are_errors() {
         assert!(QuantLinear::new(&[0.0; 6], 4, 2).is_err());
         let q = QuantLinear::new(&[0.0; 6], 3, 2).unwrap();
-        assert!(q.forward(&[0.0; 4], &mut [0.0; 5]).is_err());
+        assert!(q.forward(&[0.0; 4], &mut [0.0; 5], None).is_err());
+        let short_bias = Epilogue::BiasAct {
+            bias: &[0.0; 2],
+            act: Activation::Relu,
+        };
+        assert!(q
+            .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
+            .is_err());
     }
 }

@@ -109,9 +109,9 @@ impl PreparedLayer {
     }
 }
 
-/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one, else the f32 weight
-/// through the `gemm` crate. The packed f32 GEMM applies the epilogue tile by tile; after the
-/// others it is a pass of its own.
+/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (which applies the
+/// epilogue tile by tile), else the f32 weight through the `gemm` crate and the epilogue as a
+/// pass of its own.
 fn project(
     x: &[f32],
     linear_view: &LinearView,
@@ -120,17 +120,17 @@ fn project(
     epilogue: Option<&Epilogue>,
 ) -> Result<()> {
     match prepared {
-        Some(PreparedLinear::PackedF32(p)) => return p.forward(x, out, epilogue),
-        Some(PreparedLinear::Int8(q)) => q.forward(x, out)?,
+        Some(PreparedLinear::PackedF32(p)) => p.forward(x, out, epilogue),
+        Some(PreparedLinear::Int8(q)) => q.forward(x, out, epilogue),
         None => {
             let weight = linear_view.weight.slice()?;
             let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
-            linear(x, weight, weight.len() / out_dim, out)?
+            linear(x, weight, weight.len() / out_dim, out)?;
+            match epilogue {
+                Some(e) => epilogue_pass(out, e),
+                None => Ok(()),
+            }
         }
-    }
-    match epilogue {
-        Some(e) => epilogue_pass(out, e),
-        None => Ok(()),
     }
 }
 
