@@ -179,7 +179,10 @@ pub fn attention(
 }
 
 /// c2p (`Q · Kr_activeᵀ`) and p2c (`K · Qr_activeᵀ`), for the terms that are on, for one head
-/// into scratch `[L, W]` blocks.
+/// into scratch `[L, W]` blocks. Each block of [`QUERY_BLOCK`] rows gets only the slots the
+/// score pass reads for it: c2p row `i` reads diagonals `i..i + L`, p2c row `j` (a key)
+/// diagonals `L - 1 - j..2L - 1 - j`, so a block's slots span about `L + 32` diagonals of the
+/// `2L - 1`, which skips ~25-40% of the products' columns.
 fn position_scores(
     rel: &Relative,
     dims: Dims,
@@ -190,21 +193,49 @@ fn position_scores(
 ) {
     let (len, d, w) = (dims.len, dims.head_size, rel.width);
     let terms = [
-        (rel.key, q, &mut scratch.c2p),
-        (rel.query, k, &mut scratch.p2c),
+        (rel.key, q, &mut scratch.c2p, rel.c2p_slot, false),
+        (rel.query, k, &mut scratch.p2c, rel.p2c_slot, true),
     ];
     let pack = &mut scratch.pack;
-    for (table, content, out) in terms {
+    for (table, content, out, slots, keys) in terms {
         let Some(table) = table else { continue };
         // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
-        let active = MatRef {
-            ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
-            rs: 1,
-            cs: d as isize,
-        };
-        // SAFETY: shapes checked in `check`; scratch is private to the task.
-        unsafe { product((len, w, d), out.as_mut_ptr(), w, content, active, pack) };
+        let active = &table[(h * rel.table_rows + rel.first_slot) * d..];
+        for r0 in (0..len).step_by(QUERY_BLOCK) {
+            let r1 = (r0 + QUERY_BLOCK).min(len);
+            let diagonals = if keys {
+                len - r1..2 * len - 1 - r0
+            } else {
+                r0..r1 + len - 1
+            };
+            let Some((lo, hi)) = slot_window(&slots[diagonals]) else {
+                continue;
+            };
+            let rhs = MatRef {
+                ptr: active[lo * d..].as_ptr(),
+                rs: 1,
+                cs: d as isize,
+            };
+            let lhs = MatRef {
+                // SAFETY: row r0 < L of the [L, d] view.
+                ptr: unsafe { content.ptr.offset(r0 as isize * content.rs) },
+                ..content
+            };
+            // SAFETY: shapes checked in `check` (every slot is below W, so columns lo..=hi of
+            // rows r0..r1 lie in the [L, W] block); scratch is private to the task.
+            unsafe {
+                let dst = out.as_mut_ptr().add(r0 * w + lo);
+                product((r1 - r0, hi + 1 - lo, d), dst, w, lhs, rhs, pack)
+            };
+        }
     }
+}
+
+/// The smallest and largest slot in `slots` (`None` when empty).
+fn slot_window(slots: &[u32]) -> Option<(usize, usize)> {
+    let lo = *slots.iter().min()? as usize;
+    let hi = *slots.iter().max()? as usize;
+    Some((lo, hi))
 }
 
 simd_fn! {
