@@ -288,7 +288,7 @@ mod avx2 {
     /// # Safety
     /// AVX2 must be available; `a` must hold `R` rows of `stride >= 2 * pairs` i16 and `panel`
     /// `pairs * 32` i8; as for [`TileOut::store_row`] for rows `0..R`.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2")]
     pub unsafe fn tile<const R: usize>(
         a: &[i16],
         stride: usize,
