@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side CPU comparison: PyTorch eager fp32, ONNX Runtime fp32 and int8 (dynamic), and
-`deberta bench`, on random-weight DeBERTa-v3 base / xsmall shaped sequence classifiers.
+`deberta bench` (f32, int8, bf16 linear layers), on random-weight DeBERTa-v3 base / xsmall shaped sequence classifiers.
 
 Run by hand with the reference environment (not in CI):
     cargo build --release --bin deberta
@@ -24,7 +24,13 @@ REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work")
 BINARY = os.environ.get("DEBERTA_BIN", os.path.join(REPO, "target", "release", "deberta"))
 SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512), (4, 512)]
-SYSTEMS = ["torch", "ort", "ort-int8", "deberta", "deberta-int8"]
+SYSTEMS = ["torch", "ort", "ort-int8", "deberta", "deberta-int8", "deberta-bf16"]
+
+
+def deberta_dtype(system):
+    """`deberta-int8` -> int8, `deberta-bf16` -> bf16, `deberta` -> f32."""
+    return system.split("-", 1)[1] if "-" in system else "f32"
+
 GEOMETRY = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "xsmall": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
@@ -107,7 +113,7 @@ def worker(args):
 
 def measure(system, model_dir, batch, seq, iters, warmup, threads, seed=1):
     if system.startswith("deberta"):
-        dtype = "int8" if system == "deberta-int8" else "f32"
+        dtype = deberta_dtype(system)
         cmd = [BINARY, "bench", "--model", model_dir, "--batch", str(batch), "--seq", str(seq),
                "--iters", str(iters), "--warmup", str(warmup), "--threads", str(threads), "--dtype", dtype]
     else:
@@ -133,7 +139,7 @@ def logits_of(system, model_dir, threads, batch=2, seq=64, seed=1):
     with open(path, "w") as f:
         json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist()}, f)
     out = os.path.join(WORK, "acc_out.safetensors")
-    dtype = "int8" if system == "deberta-int8" else "f32"
+    dtype = deberta_dtype(system)
     subprocess.run([BINARY, "forward", "--model", model_dir, "--input", path, "--output", out, "--dtype", dtype],
                    check=True, capture_output=True)
     from safetensors.numpy import load_file

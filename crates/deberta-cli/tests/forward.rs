@@ -70,6 +70,19 @@ fn base_model_with_hidden_states_and_attentions() {
 }
 
 #[test]
+fn bf16_linear_layers_match_transformers_with_the_same_rounding() {
+    // expected_bf16: transformers with the encoder linears' weights and inputs rounded to
+    // bf16 (scripts/gen_bf16_fixtures.py); this case has no input near a rounding boundary.
+    let dir = fixtures().join("models/separate_pos_proj");
+    forward_matches(
+        dir,
+        "input.json",
+        "expected_bf16.safetensors",
+        &["--dtype", "bf16"],
+    );
+}
+
+#[test]
 fn head_with_labels_writes_logits_and_loss() {
     let dir = fixtures().join("heads/seq_v3");
     forward_matches(

@@ -135,7 +135,7 @@ fn zero_shot_labels_per_line() {
 }
 
 #[test]
-fn zero_shot_in_int8_gives_a_distribution_close_to_f32() {
+fn zero_shot_in_int8_and_bf16_gives_a_distribution_close_to_f32() {
     let m = model("nli");
     let run = |dtype: &str| {
         let (ok, out, err) = deberta(
@@ -163,16 +163,19 @@ fn zero_shot_in_int8_gives_a_distribution_close_to_f32() {
         scores.sort_by(|a, b| a.0.cmp(&b.0));
         scores
     };
-    let (f32_scores, int8_scores) = (run("f32"), run("int8"));
-    let total: f64 = int8_scores.iter().map(|s| s.1).sum();
-    assert!((total - 1.0).abs() < 1e-5, "{int8_scores:?}");
-    let worst = f32_scores
-        .iter()
-        .zip(&int8_scores)
-        .map(|(a, b)| (a.1 - b.1).abs())
-        .fold(0.0, f64::max);
-    println!("zero-shot int8 vs f32: max |score diff| = {worst:.2e}");
-    assert!(worst < 0.05, "{f32_scores:?} vs {int8_scores:?}");
+    let f32_scores = run("f32");
+    for dtype in ["int8", "bf16"] {
+        let scores = run(dtype);
+        let total: f64 = scores.iter().map(|s| s.1).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{dtype}: {scores:?}");
+        let worst = f32_scores
+            .iter()
+            .zip(&scores)
+            .map(|(a, b)| (a.1 - b.1).abs())
+            .fold(0.0, f64::max);
+        println!("zero-shot {dtype} vs f32: max |score diff| = {worst:.2e}");
+        assert!(worst < 0.05, "{f32_scores:?} vs {dtype} {scores:?}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel};
+use deberta::{ForwardOptions, HeadKind, Labels, LinearFormat, ModelInput, TaskModel};
 use deberta_tokenizer::{Encoding, Tokenizer};
 
 use crate::error::{Error, Result};
@@ -112,8 +112,13 @@ impl Engine {
 
     /// Switches the model's encoder linear layers to dynamic int8 (CPU only; see
     /// `TaskModel::quantize_int8`).
-    pub fn quantize_int8(mut self) -> Result<Self> {
-        self.model.quantize_int8()?;
+    pub fn quantize_int8(self) -> Result<Self> {
+        self.with_linear_format(LinearFormat::Int8)
+    }
+
+    /// The model's encoder linear layers in `format` (see `TaskModel::set_linear_format`).
+    pub fn with_linear_format(mut self, format: LinearFormat) -> Result<Self> {
+        self.model.set_linear_format(format)?;
         Ok(self)
     }
 

@@ -42,5 +42,5 @@ pub use heads::{
     DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, HeadKind, Labels,
     TaskModel, TaskOutput,
 };
-pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, ModelInput};
+pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
 pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, TaskModel};
+use deberta::{ForwardOptions, HeadKind, Labels, LinearFormat, ModelInput, TaskModel};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -29,9 +29,9 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Compute type: f32, int8 (dynamic quantisation of the encoder's linear layers), or bf16
-    /// (not implemented yet: an error).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "int8"])]
+    /// Compute type of the encoder's linear layers: f32, bf16 (weights and inputs rounded to
+    /// bf16, f32 sums) or int8 (dynamic quantisation).
+    #[arg(long, default_value = "f32", value_parser = LinearFormat::NAMES)]
     dtype: String,
     /// Model class; auto follows config.json's `architectures`.
     #[arg(long, default_value = "auto")]
@@ -43,9 +43,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
-    if args.dtype == "bf16" {
-        bail!("--dtype bf16 is not supported yet; use f32 or int8");
-    }
     if args.batch == 0 || args.seq == 0 || args.iters == 0 {
         bail!("--batch, --seq and --iters must be at least 1");
     }
@@ -56,9 +53,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut model = TaskModel::from_pretrained(&args.model, kind, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    if args.dtype == "int8" {
-        model.quantize_int8()?;
-    }
+    model.set_linear_format(args.dtype.parse()?)?;
     let input = random_input(&model, &args, &device)?;
     for _ in 0..args.warmup {
         model.forward(&input, Labels::default(), ForwardOptions::default())?;

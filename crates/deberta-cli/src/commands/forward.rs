@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use deberta::json_input::ForwardInputs;
 use deberta::pretrained::open_pretrained;
-use deberta::{ForwardOptions, HeadKind, TaskModel, TaskOutput};
+use deberta::{ForwardOptions, HeadKind, LinearFormat, TaskModel, TaskOutput};
 
 #[derive(Args)]
 pub struct ForwardArgs {
@@ -37,8 +37,9 @@ pub struct ForwardArgs {
     /// Also write attentions.{0..num_hidden_layers}.
     #[arg(long)]
     attentions: bool,
-    /// Compute type: f32, or int8 (dynamic quantisation of the encoder's linear layers).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    /// Compute type of the encoder's linear layers: f32, bf16 (weights and inputs rounded to
+    /// bf16, f32 sums) or int8 (dynamic quantisation).
+    #[arg(long, default_value = "f32", value_parser = LinearFormat::NAMES)]
     dtype: String,
 }
 
@@ -54,9 +55,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             TaskModel::from_checkpoint(&checkpoint, config, kind, &device)
         })
         .with_context(|| format!("loading {}", args.model.display()))?;
-    if args.dtype == "int8" {
-        model.quantize_int8()?;
-    }
+    model.set_linear_format(args.dtype.parse()?)?;
     let report = model.report();
     eprintln!(
         "{} from {}",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
-use deberta::HeadKind;
+use deberta::{HeadKind, LinearFormat};
 use deberta_tasks::{resolve_model, Engine, EngineOptions};
 use deberta_tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -43,8 +43,9 @@ pub struct CommonArgs {
     /// cpu, cuda, cuda:N or metal (cuda / metal need a build with that feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute type: f32, or int8 (dynamic quantisation of the encoder's linear layers; CPU).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    /// Compute type of the encoder's linear layers (CPU): f32, bf16 (weights and inputs
+    /// rounded to bf16, f32 sums) or int8 (dynamic quantisation).
+    #[arg(long, default_value = "f32", value_parser = LinearFormat::NAMES)]
     pub dtype: String,
 }
 
@@ -72,11 +73,9 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
     let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| dir.clone());
     let tokenizer = Tokenizer::from_dir(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
-    let mut engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
+    let engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    if args.dtype == "int8" {
-        engine = engine.quantize_int8()?;
-    }
+    let engine = engine.with_linear_format(args.dtype.parse()?)?;
     Ok(engine.with_options(EngineOptions {
         batch_size: args.batch_size,
         max_length: args.max_length,

@@ -10,6 +10,7 @@ use candle_nn::{LayerNorm, Linear};
 use rayon::prelude::*;
 
 use super::attention::{attention, Dims, Relative};
+use super::bf16;
 use super::gemm::linear;
 use super::int8::QuantLinear;
 use super::rows::{self, Epilogue};
@@ -44,7 +45,8 @@ pub struct LayerParams<'a> {
 }
 
 /// The four linear layers of a layer in a format the fast path multiplies faster: int8
-/// ([`super::int8`]) or f32 packed for the AVX2 kernel ([`super::sgemm`]).
+/// ([`super::int8`]), bf16 ([`super::bf16`]) or f32 packed for the AVX2 kernel
+/// ([`super::sgemm`]).
 pub struct PreparedLayer {
     qkv: PreparedLinear,
     dense: PreparedLinear,
@@ -54,40 +56,56 @@ pub struct PreparedLayer {
 
 enum PreparedLinear {
     Int8(QuantLinear),
-    PackedF32(PackedLinear),
+    /// f32 or bf16 panels for the AVX2 kernel.
+    Packed(PackedLinear),
+    /// The weight rounded to bf16, kept as f32 `[out, in]` for the `gemm` crate (CPUs
+    /// without the AVX2 kernel).
+    Bf16Gemm {
+        weight: Vec<f32>,
+        in_dim: usize,
+    },
 }
 
 impl PreparedLayer {
-    /// Quantises the four weights to int8.
-    pub fn int8(
-        qkv: &Linear,
-        dense: &Linear,
-        intermediate: &Linear,
-        output: &Linear,
-    ) -> Result<Self> {
-        Self::convert([qkv, dense, intermediate, output], |w, out_dim, in_dim| {
+    /// Quantises the four weights (`qkv`, `dense`, `intermediate`, `output`) to int8.
+    pub fn int8(linears: [&Linear; 4]) -> Result<Self> {
+        Self::convert(linears, |w, out_dim, in_dim| {
             Ok(PreparedLinear::Int8(QuantLinear::new(w, out_dim, in_dim)?))
         })
     }
 
     /// Packs the four f32 weights for the AVX2 kernel, or `None` where this CPU cannot run it
     /// (or `DEBERTA_CPU_PACKED=0` says not to).
-    pub fn packed_f32(
-        qkv: &Linear,
-        dense: &Linear,
-        intermediate: &Linear,
-        output: &Linear,
-    ) -> Result<Option<Self>> {
+    pub fn packed_f32(linears: [&Linear; 4]) -> Result<Option<Self>> {
         if !super::sgemm::available() || std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
         {
             return Ok(None);
         }
-        Self::convert([qkv, dense, intermediate, output], |w, out_dim, in_dim| {
-            Ok(PreparedLinear::PackedF32(PackedLinear::new(
+        Self::convert(linears, |w, out_dim, in_dim| {
+            Ok(PreparedLinear::Packed(PackedLinear::new(
                 w, out_dim, in_dim,
             )?))
         })
         .map(Some)
+    }
+
+    /// Rounds the four weights to bf16 ([`super::bf16`]): packed for the AVX2 kernel where
+    /// this CPU runs it (unless `DEBERTA_CPU_PACKED=0`), else kept as f32 for the `gemm` crate.
+    pub fn bf16(linears: [&Linear; 4]) -> Result<Self> {
+        let packed = super::sgemm::available()
+            && !std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0");
+        Self::convert(linears, |w, out_dim, in_dim| {
+            if packed {
+                Ok(PreparedLinear::Packed(PackedLinear::new_bf16(
+                    w, out_dim, in_dim,
+                )?))
+            } else {
+                Ok(PreparedLinear::Bf16Gemm {
+                    weight: w.iter().map(|&v| bf16::round(v)).collect(),
+                    in_dim,
+                })
+            }
+        })
     }
 
     fn convert(
@@ -109,9 +127,8 @@ impl PreparedLayer {
     }
 }
 
-/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (which applies the
-/// epilogue tile by tile), else the f32 weight through the `gemm` crate and the epilogue as a
-/// pass of its own.
+/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (the packed and int8
+/// GEMMs apply the epilogue tile by tile), else the f32 weight through the `gemm` crate.
 fn project(
     x: &[f32],
     linear_view: &LinearView,
@@ -120,17 +137,31 @@ fn project(
     epilogue: Option<&Epilogue>,
 ) -> Result<()> {
     match prepared {
-        Some(PreparedLinear::PackedF32(p)) => p.forward(x, out, epilogue),
+        Some(PreparedLinear::Packed(p)) => p.forward(x, out, epilogue),
         Some(PreparedLinear::Int8(q)) => q.forward(x, out, epilogue),
+        Some(PreparedLinear::Bf16Gemm { weight, in_dim }) => bf16::with_rounded(x, *in_dim, |x| {
+            gemm_project(x, weight, *in_dim, out, epilogue)
+        }),
         None => {
             let weight = linear_view.weight.slice()?;
             let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
-            linear(x, weight, weight.len() / out_dim, out)?;
-            match epilogue {
-                Some(e) => epilogue_pass(out, e),
-                None => Ok(()),
-            }
+            gemm_project(x, weight, weight.len() / out_dim, out, epilogue)
         }
+    }
+}
+
+/// `out = epilogue(x · wᵀ)` on the `gemm` crate, the epilogue as a pass of its own.
+fn gemm_project(
+    x: &[f32],
+    weight: &[f32],
+    in_dim: usize,
+    out: &mut [f32],
+    epilogue: Option<&Epilogue>,
+) -> Result<()> {
+    linear(x, weight, in_dim, out)?;
+    match epilogue {
+        Some(e) => epilogue_pass(out, e),
+        None => Ok(()),
     }
 }
 

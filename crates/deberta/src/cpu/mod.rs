@@ -19,6 +19,7 @@
 //! same golden tests, and `tests/fast_path.rs` holds them to each other.
 
 mod attention;
+mod bf16;
 mod gemm;
 pub mod int8;
 mod layer;

@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::bf16;
 use super::rows::Epilogue;
 use super::{check_io, check_weight, MatRef, SharedMut};
 use crate::{Error, Result};
@@ -34,8 +35,6 @@ const BLOCK_K: usize = 256;
 const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 /// Panels per task.
 const CHUNK_PANELS: usize = 4;
-/// Alignment of the packed weights, in f32s (64 bytes: one cache line).
-const ALIGN: usize = 16;
 
 /// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
 /// AVX-512 CPUs the `gemm` crate's 512-bit kernels (its `x86-v4` feature, chosen at run time)
@@ -53,39 +52,41 @@ pub fn available() -> bool {
     }
 }
 
-/// An `nn.Linear` weight `[out, in]` packed into 24-column panels.
+/// An `nn.Linear` weight `[out, in]` packed into 24-column panels, as f32 or as bf16
+/// ([`super::bf16`]).
 pub struct PackedLinear {
     in_dim: usize,
     out_dim: usize,
-    /// `[panels][in][24]` from `start`, the first 64-byte boundary of the allocation.
-    packed: Vec<f32>,
-    start: usize,
+    packed: Packed,
+}
+
+/// `[panels][in][24]` from `start`, the first 64-byte boundary of the allocation.
+enum Packed {
+    F32 { data: Vec<f32>, start: usize },
+    Bf16 { data: Vec<u16>, start: usize },
 }
 
 impl PackedLinear {
     /// Packs `w [out_dim, in_dim]` (row-major).
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
         check_weight("packed f32 linear", w, out_dim, in_dim)?;
-        let panels = out_dim.div_ceil(PANEL);
-        let size = panels * in_dim * PANEL;
-        let mut packed = vec![0f32; size + ALIGN];
-        let start = packed.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
-        packed[start..start + size]
-            .par_chunks_mut(in_dim * PANEL)
-            .enumerate()
-            .for_each(|(panel, dst)| {
-                for c in 0..PANEL.min(out_dim - panel * PANEL) {
-                    let row = &w[(panel * PANEL + c) * in_dim..][..in_dim];
-                    for (k, &v) in row.iter().enumerate() {
-                        dst[k * PANEL + c] = v;
-                    }
-                }
-            });
+        let (data, start) = pack_weight(w, out_dim, in_dim, |v| v);
         Ok(Self {
             in_dim,
             out_dim,
-            packed,
-            start,
+            packed: Packed::F32 { data, start },
+        })
+    }
+
+    /// Packs `w [out_dim, in_dim]` rounded to bf16; [`Self::forward`] then rounds its input
+    /// to bf16 too.
+    pub fn new_bf16(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
+        check_weight("packed bf16 linear", w, out_dim, in_dim)?;
+        let (data, start) = pack_weight(w, out_dim, in_dim, bf16::to_bf16);
+        Ok(Self {
+            in_dim,
+            out_dim,
+            packed: Packed::Bf16 { data, start },
         })
     }
 
@@ -105,8 +106,12 @@ impl PackedLinear {
                 self.out_dim
             )));
         }
-        if rows > 0 {
-            self.multiply(x, rows, out, epilogue);
+        match (&self.packed, rows) {
+            (_, 0) => {}
+            (Packed::F32 { .. }, _) => self.multiply(x, rows, out, epilogue),
+            (Packed::Bf16 { .. }, _) => {
+                bf16::with_rounded(x, self.in_dim, |x| self.multiply(x, rows, out, epilogue))
+            }
         }
         Ok(())
     }
@@ -148,20 +153,57 @@ impl PackedLinear {
 
 impl PackedLinear {
     fn panels(&self) -> Panels<'_> {
+        let data = match &self.packed {
+            Packed::F32 { data, start } => PanelData::F32(&data[*start..]),
+            Packed::Bf16 { data, start } => PanelData::Bf16(&data[*start..]),
+        };
         Panels {
-            data: &self.packed[self.start..],
+            data,
             k: self.in_dim,
             cols: self.out_dim,
         }
     }
 }
 
+/// `w [out_dim, in_dim]` converted by `convert` into `[panels][in][24]`, zero-padded past
+/// `out_dim`, starting at the returned offset (the first 64-byte boundary).
+fn pack_weight<T: Copy + Default + Send + Sync>(
+    w: &[f32],
+    out_dim: usize,
+    in_dim: usize,
+    convert: impl Fn(f32) -> T + Sync,
+) -> (Vec<T>, usize) {
+    let align = 64 / std::mem::size_of::<T>();
+    let size = out_dim.div_ceil(PANEL) * in_dim * PANEL;
+    let mut packed = vec![T::default(); size + align];
+    let start = packed.as_ptr().align_offset(64).min(align);
+    packed[start..start + size]
+        .par_chunks_mut(in_dim * PANEL)
+        .enumerate()
+        .for_each(|(panel, dst)| {
+            for c in 0..PANEL.min(out_dim - panel * PANEL) {
+                let row = &w[(panel * PANEL + c) * in_dim..][..in_dim];
+                for (k, &v) in row.iter().enumerate() {
+                    dst[k * PANEL + c] = convert(v);
+                }
+            }
+        });
+    (packed, start)
+}
+
 /// Packed right-hand panels `[panels][k][24]` holding `cols` columns.
 #[derive(Clone, Copy)]
 struct Panels<'a> {
-    data: &'a [f32],
+    data: PanelData<'a>,
     k: usize,
     cols: usize,
+}
+
+/// The panels' values: f32, or bf16 widened to f32 one `[BLOCK_K][24]` slice at a time.
+#[derive(Clone, Copy)]
+enum PanelData<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
 }
 
 /// Row-major input rows: row `r` at `ptr + r * lda`.
@@ -236,7 +278,7 @@ pub unsafe fn matmul(
     };
     pack_strided(&mut scratch.rhs, PANEL, n, k, rhs_t);
     let panels_ref = Panels {
-        data: &scratch.rhs,
+        data: PanelData::F32(&scratch.rhs),
         k,
         cols: n,
     };
@@ -297,7 +339,9 @@ struct Block {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Epilogue, Panels, Rows, Tile, BLOCK_K, PANEL, TILE_ROWS, VECS};
+    use super::{
+        bf16, Block, Epilogue, PanelData, Panels, Rows, Tile, BLOCK_K, PANEL, TILE_ROWS, VECS,
+    };
 
     /// Every tile of one block, `k` block by `k` block (the first writes, the rest add, the
     /// last also applies the epilogue).
@@ -309,20 +353,30 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn block(w: Panels, a: Rows, block: &Block, dst: &Tile) {
         let k = w.k;
+        let mut widened: Option<Box<Widened>> = None;
         let mut k0 = 0;
         while k0 < k {
             let kc = (k - k0).min(BLOCK_K);
             for panel in block.panels.clone() {
+                let at = (panel * k + k0) * PANEL;
+                let b = match w.data {
+                    PanelData::F32(data) => data.as_ptr().add(at),
+                    PanelData::Bf16(data) => {
+                        let buf = widened
+                            .get_or_insert_with(|| Box::new(Widened([0.0; BLOCK_K * PANEL])));
+                        let slice = &mut buf.0[..kc * PANEL];
+                        for (d, &h) in slice.iter_mut().zip(&data[at..at + kc * PANEL]) {
+                            *d = bf16::widen(h);
+                        }
+                        slice.as_ptr()
+                    }
+                };
                 let mut r = block.rows.start;
                 while r < block.rows.end {
                     let rows = (block.rows.end - r).min(TILE_ROWS);
                     // A short last tile repeats its last row; only `rows` rows are stored.
                     let row = |i: usize| a.ptr.add((r + i.min(rows - 1)) * a.lda + k0);
-                    let acc = micro_kernel(
-                        [row(0), row(1), row(2), row(3)],
-                        w.data.as_ptr().add((panel * k + k0) * PANEL),
-                        kc,
-                    );
+                    let acc = micro_kernel([row(0), row(1), row(2), row(3)], b, kc);
                     let store = Store {
                         out: dst.ptr.get().add(r * dst.ldc + panel * PANEL),
                         ldc: dst.ldc,
@@ -341,6 +395,11 @@ mod avx2 {
             k0 += kc;
         }
     }
+
+    /// One widened `[BLOCK_K][24]` panel slice, cache-line aligned (24 KiB: on the heap, once
+    /// per block, not on a worker's stack).
+    #[repr(align(64))]
+    struct Widened([f32; BLOCK_K * PANEL]);
 
     /// Interleaves 4 rows of `k` values: `dst[kk * stride + i] = rows[i][kk]` (8 `k` at a time
     /// by a 4x8 in-register transpose).
@@ -547,6 +606,44 @@ mod tests {
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             println!("{rows}x{cols}x{k}: max |diff| {diff:.2e}");
             assert!(diff < 1e-4 * (k as f32).sqrt(), "{rows}x{cols}x{k}: {diff}");
+        }
+    }
+
+    #[test]
+    fn bf16_panels_equal_f32_panels_of_the_rounded_values() {
+        if !available() {
+            return;
+        }
+        // Two whole panels and a partial one, three k blocks, a short last row tile.
+        let (rows, cols, k) = (7, 50, 600);
+        let x = pseudo_random(rows * k, 11);
+        let w = pseudo_random(cols * k, 12);
+        let bias = pseudo_random(cols, 13);
+        let epilogue = Epilogue::BiasAct {
+            bias: &bias,
+            act: Activation::Gelu,
+        };
+        let round = |v: &[f32]| v.iter().map(|&a| bf16::round(a)).collect::<Vec<f32>>();
+        let f32_of_rounded = PackedLinear::new(&round(&w), cols, k).unwrap();
+        let packed_bf16 = PackedLinear::new_bf16(&w, cols, k).unwrap();
+        for epilogue in [None, Some(&epilogue)] {
+            let mut want = vec![0f32; rows * cols];
+            f32_of_rounded
+                .forward(&round(&x), &mut want, epilogue)
+                .unwrap();
+            let mut got = vec![f32::NAN; rows * cols];
+            packed_bf16.forward(&x, &mut got, epilogue).unwrap();
+            assert_eq!(got, want);
+            // Rounding moves the products by ~2^-8 relative: visible, and small.
+            let exact = reference(&x, &w, k);
+            let diff = got
+                .iter()
+                .zip(&exact)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            if epilogue.is_none() {
+                println!("bf16 vs f32 products: max |diff| {diff:.2e}");
+                assert!(diff > 1e-5 && diff < 0.05, "{diff}");
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use candle_core::{Device, Tensor};
 
 use crate::config::DebertaV2Config;
-use crate::model::{BaseModelOutput, DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
 use crate::pretrained::{ignored_by_all, load_config, load_with, Loaded};
 use crate::weights::{Checkpoint, LoadReport, Weights};
 use crate::{Error, Result};
@@ -204,6 +204,12 @@ impl TaskModel {
     /// Switches the backbone's encoder linear layers to dynamic int8 (CPU only); see
     /// [`DebertaV2Model::quantize_int8`].
     pub fn quantize_int8(&mut self) -> Result<()> {
+        self.set_linear_format(LinearFormat::Int8)
+    }
+
+    /// The backbone's encoder linear layers in `format` (CPU only); see
+    /// [`DebertaV2Model::set_linear_format`].
+    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
         let backbone = match &mut self.head {
             AnyHead::Base(m) => m,
             AnyHead::MaskedLm(m) => m.deberta_mut(),
@@ -212,7 +218,7 @@ impl TaskModel {
             AnyHead::QuestionAnswering(m) => m.deberta_mut(),
             AnyHead::MultipleChoice(m) => m.deberta_mut(),
         };
-        backbone.quantize_int8()
+        backbone.set_linear_format(format)
     }
 
     /// Loads `kind` (or the head `config.json` names, when `None`) from a checkpoint directory.

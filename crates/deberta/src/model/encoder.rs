@@ -11,6 +11,7 @@ use crate::model::attention::AttentionContext;
 use crate::model::conv::ConvLayer;
 use crate::model::layer::DebertaV2Layer;
 use crate::model::relative_position::RelativeIndex;
+use crate::model::LinearFormat;
 use crate::nn::{apply, layer_norm};
 use crate::weights::Weights;
 use crate::Result;
@@ -66,11 +67,11 @@ impl DebertaV2Encoder {
         })
     }
 
-    /// Quantises every layer's linear layers to int8 (see `DebertaV2Model::quantize_int8`).
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Every layer's linear layers in `format` (see `DebertaV2Model::set_linear_format`).
+    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
         self.layers
             .iter_mut()
-            .try_for_each(DebertaV2Layer::quantize_int8)
+            .try_for_each(|layer| layer.set_linear_format(format))
     }
 
     /// `embeddings`: `[B, L, H]`; `pair_mask`: `[B, 1, L, L]` u8; `input_mask`: `[B, L]` f32.

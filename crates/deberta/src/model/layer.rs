@@ -12,6 +12,7 @@ use crate::activation::Activation;
 use crate::config::DebertaV2Config;
 use crate::cpu::{self, LayerBuffers, LayerParams, PreparedLayer};
 use crate::model::attention::{AttentionContext, DebertaV2Attention};
+use crate::model::LinearFormat;
 use crate::nn::{apply, layer_norm, linear};
 use crate::weights::Weights;
 use crate::Result;
@@ -22,8 +23,8 @@ pub struct DebertaV2Layer {
     act: Activation,
     output: Linear,
     output_norm: LayerNorm,
-    /// The linear layers in the CPU fast path's own formats: int8 once
-    /// [`Self::quantize_int8`] ran, else packed f32 built on the fast path's first use (`None`
+    /// The linear layers in the CPU fast path's own formats: int8 or bf16 once
+    /// [`Self::set_linear_format`] asked for them, else packed f32 built on the fast path's first use (`None`
     /// where this CPU has no kernel for them).
     prepared: OnceLock<Option<PreparedLayer>>,
 }
@@ -67,13 +68,17 @@ impl DebertaV2Layer {
         Ok((apply(&self.output_norm, &out)?, probs))
     }
 
-    /// Builds int8 copies of the four linear layers; the CPU fast path uses them from then on
-    /// (in place of the packed f32 copies, if it made them).
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Builds the four linear layers' copies in `format` (int8 or bf16); the CPU fast path
+    /// uses them from then on. `F32` drops them, back to packed f32 built on first use.
+    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
         let (self_attention, dense, _) = self.attention.parts();
         let (qkv, ..) = self_attention.parts();
-        let int8 = PreparedLayer::int8(qkv, dense, &self.intermediate, &self.output)?;
-        self.prepared = OnceLock::from(Some(int8));
+        let linears = [qkv, dense, &self.intermediate, &self.output];
+        self.prepared = match format {
+            LinearFormat::F32 => OnceLock::new(),
+            LinearFormat::Bf16 => OnceLock::from(Some(PreparedLayer::bf16(linears)?)),
+            LinearFormat::Int8 => OnceLock::from(Some(PreparedLayer::int8(linears)?)),
+        };
         Ok(())
     }
 
@@ -104,7 +109,7 @@ impl DebertaV2Layer {
         if let Some(prepared) = self.prepared.get() {
             return Ok(prepared.as_ref());
         }
-        let packed = PreparedLayer::packed_f32(qkv, dense, &self.intermediate, &self.output)?;
+        let packed = PreparedLayer::packed_f32([qkv, dense, &self.intermediate, &self.output])?;
         // Another thread may have packed first; either copy is the same.
         Ok(self.prepared.get_or_init(|| packed).as_ref())
     }

@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod input;
 pub mod layer;
+mod linear_format;
 pub mod relative_position;
 
 use candle_core::{Device, Tensor};
@@ -19,6 +20,7 @@ use crate::Result;
 use embeddings::DebertaV2Embeddings;
 use encoder::DebertaV2Encoder;
 pub use input::ModelInput;
+pub use linear_format::LinearFormat;
 
 /// Which optional outputs a forward pass returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,17 +62,22 @@ impl DebertaV2Model {
         })
     }
 
-    /// Quantises the encoder's linear layers (Q/K/V, attention output, intermediate, output)
-    /// to int8 for the CPU fast path: weights per output channel once, activations per token
-    /// at each call ([`crate::cpu::int8`]). Embeddings, attention scores, LayerNorms and heads
-    /// stay f32. CPU only; an error on other devices.
+    /// Quantises the encoder's linear layers to int8: `set_linear_format(LinearFormat::Int8)`.
     pub fn quantize_int8(&mut self) -> Result<()> {
-        if !self.device.is_cpu() {
-            return Err(crate::Error::Input(
-                "int8 quantisation runs on the CPU only".into(),
-            ));
+        self.set_linear_format(LinearFormat::Int8)
+    }
+
+    /// How the CPU fast path stores and multiplies the encoder's linear layers (Q/K/V,
+    /// attention output, intermediate, output); see [`LinearFormat`]. Embeddings, attention
+    /// scores, LayerNorms and heads stay f32. Other than `F32`, CPU only: an error on other
+    /// devices.
+    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
+        if format != LinearFormat::F32 && !self.device.is_cpu() {
+            return Err(crate::Error::Input(format!(
+                "the {format} linear-layer format runs on the CPU only"
+            )));
         }
-        self.encoder.quantize_int8()
+        self.encoder.set_linear_format(format)
     }
 
     /// The config the model was built from.

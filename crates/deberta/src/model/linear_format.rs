@@ -1,0 +1,51 @@
+//! The formats the CPU fast path can keep the encoder's linear layers in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// How the encoder's linear layers are stored and multiplied on the CPU (`--dtype`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearFormat {
+    /// f32 weights and inputs (packed for the AVX2 kernel on first use).
+    #[default]
+    F32,
+    /// Weights and each call's inputs rounded to bf16 (nearest, ties to even), products
+    /// summed in f32; bias and activation in f32. Half the weight memory of f32.
+    Bf16,
+    /// Dynamic int8: weights per output channel once, activations per token at each call,
+    /// exact integer sums.
+    Int8,
+}
+
+impl LinearFormat {
+    /// The names `FromStr` accepts, as the CLI lists them.
+    pub const NAMES: [&'static str; 3] = ["f32", "bf16", "int8"];
+}
+
+impl FromStr for LinearFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "int8" => Ok(Self::Int8),
+            other => Err(Error::Input(format!(
+                "unknown linear-layer format {other:?}; expected one of {:?}",
+                Self::NAMES
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for LinearFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+        })
+    }
+}
