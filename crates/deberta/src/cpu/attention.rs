@@ -56,6 +56,8 @@ struct Scratch {
     p2c: Vec<f32>,
     /// Packed operands for the products (when the AVX2 kernel runs them).
     pack: PackScratch,
+    /// One head's active position table, packed once for all its query blocks.
+    table: Vec<f32>,
 }
 
 impl Scratch {
@@ -196,11 +198,20 @@ fn position_scores(
         (rel.key, q, &mut scratch.c2p, rel.c2p_slot, false),
         (rel.query, k, &mut scratch.p2c, rel.p2c_slot, true),
     ];
-    let pack = &mut scratch.pack;
+    let (pack, packed_table) = (&mut scratch.pack, &mut scratch.table);
+    let packed = sgemm::available();
     for (table, content, out, slots, keys) in terms {
         let Some(table) = table else { continue };
         // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
-        let active = &table[(h * rel.table_rows + rel.first_slot) * d..];
+        let active = MatRef {
+            ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
+            rs: 1,
+            cs: d as isize,
+        };
+        if packed {
+            // SAFETY: `check` verified that the W active rows of d values lie in the table.
+            unsafe { sgemm::pack_rhs(packed_table, (d, w), active) };
+        }
         for r0 in (0..len).step_by(QUERY_BLOCK) {
             let r1 = (r0 + QUERY_BLOCK).min(len);
             let diagonals = if keys {
@@ -211,11 +222,6 @@ fn position_scores(
             let Some((lo, hi)) = slot_window(&slots[diagonals]) else {
                 continue;
             };
-            let rhs = MatRef {
-                ptr: active[lo * d..].as_ptr(),
-                rs: 1,
-                cs: d as isize,
-            };
             let lhs = MatRef {
                 // SAFETY: row r0 < L of the [L, d] view.
                 ptr: unsafe { content.ptr.offset(r0 as isize * content.rs) },
@@ -224,8 +230,17 @@ fn position_scores(
             // SAFETY: shapes checked in `check` (every slot is below W, so columns lo..=hi of
             // rows r0..r1 lie in the [L, W] block); scratch is private to the task.
             unsafe {
-                let dst = out.as_mut_ptr().add(r0 * w + lo);
-                product((r1 - r0, hi + 1 - lo, d), dst, w, lhs, rhs, pack)
+                let row0 = out.as_mut_ptr().add(r0 * w);
+                if packed {
+                    let m = (r1 - r0, d);
+                    sgemm::matmul_packed(m, lo..hi + 1, w, row0, w, lhs, packed_table, pack);
+                } else {
+                    let rhs = MatRef {
+                        ptr: active.ptr.add(lo * d),
+                        ..active
+                    };
+                    product((r1 - r0, hi + 1 - lo, d), row0.add(lo), w, lhs, rhs, pack);
+                }
             };
         }
     }

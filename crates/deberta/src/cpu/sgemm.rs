@@ -233,9 +233,8 @@ pub struct PackScratch {
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread, for strided operands (the attention
-/// products of one head): `rhs` is packed into `scratch` (and `lhs` copied there unless its
-/// rows are contiguous), then multiplied by the same kernel as [`PackedLinear`]. The caller
-/// checked [`available`].
+/// products of one head): `rhs` is packed into `scratch` ([`pack_rhs`]), then multiplied as
+/// [`matmul_packed`] does. The caller checked [`available`].
 ///
 /// # Safety
 /// Every element the shapes and strides address must lie inside live allocations, and the
@@ -251,7 +250,52 @@ pub unsafe fn matmul(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let panels = n.div_ceil(PANEL);
+    let mut rhs_panels = std::mem::take(&mut scratch.rhs);
+    pack_rhs(&mut rhs_panels, (k, n), rhs);
+    matmul_packed((m, k), 0..n, n, dst, dst_rs, lhs, &rhs_panels, scratch);
+    scratch.rhs = rhs_panels;
+}
+
+/// Packs `rhs [k, n]` (strided) into `dst` as the kernel's `[panels][k][24]` panels, for
+/// [`matmul_packed`].
+///
+/// # Safety
+/// [`available`] holds, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
+pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) {
+    dst.resize(n.div_ceil(PANEL) * PANEL * k, 0.0);
+    // rhs (kk, col), read as rows of its transpose, into [panels][k][24].
+    let rhs_t = MatRef {
+        ptr: rhs.ptr,
+        rs: rhs.cs,
+        cs: rhs.rs,
+    };
+    pack_strided(dst, PANEL, n, k, rhs_t);
+}
+
+/// `dst[i, c] = lhs[i, k] · rhs[k, c]` on this thread for `i < m` and the columns `cols` of a
+/// right operand of `n` columns that [`pack_rhs`] packed into `panels`. Whole panels are
+/// computed, so the columns from `cols`' first panel edge to its last (within `n`) are written
+/// too. `dst` addresses column 0. `lhs` is read in place when its rows are contiguous, else
+/// copied into `scratch` first.
+///
+/// # Safety
+/// [`available`] holds; `panels` came from `pack_rhs` with this `k` and `n`; every `lhs`
+/// element addressed lies in a live allocation, and the `m` rows of `dst` (row stride `dst_rs`)
+/// at those columns are the caller's alone.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_packed(
+    (m, k): (usize, usize),
+    cols: std::ops::Range<usize>,
+    n: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: MatRef,
+    panels: &[f32],
+    scratch: &mut PackScratch,
+) {
+    if m == 0 || k == 0 || cols.is_empty() {
+        return;
+    }
     let lhs = if lhs.cs == 1 && lhs.rs >= 0 {
         Rows {
             ptr: lhs.ptr,
@@ -269,22 +313,14 @@ pub unsafe fn matmul(
             lda: k,
         }
     };
-    scratch.rhs.resize(panels * PANEL * k, 0.0);
-    // rhs (kk, col), read as rows of its transpose, into [panels][k][24].
-    let rhs_t = MatRef {
-        ptr: rhs.ptr,
-        rs: rhs.cs,
-        cs: rhs.rs,
-    };
-    pack_strided(&mut scratch.rhs, PANEL, n, k, rhs_t);
     let panels_ref = Panels {
-        data: PanelData::F32(&scratch.rhs),
+        data: PanelData::F32(panels),
         k,
         cols: n,
     };
     let block = Block {
         rows: 0..m,
-        panels: 0..panels,
+        panels: cols.start / PANEL..cols.end.min(n).div_ceil(PANEL),
     };
     let tile = Tile {
         ptr: SharedMut(dst),
