@@ -1,6 +1,6 @@
 //! Criterion microbenchmarks on v3-base geometry (hidden 768, 12 heads, 256 buckets) with
 //! random weights, CPU: the candle-path disentangled attention alone (the oracle the fast path
-//! replaced), and embeddings plus one encoder layer on the fused fast path, f32 and int8.
+//! replaced), and embeddings plus one encoder layer on the fused fast path, f32, int8 and bf16.
 //!
 //! `cargo bench -p deberta --bench layer`
 
@@ -12,7 +12,8 @@ use deberta::model::attention::{AttentionContext, DisentangledSelfAttention};
 use deberta::model::relative_position::RelativeIndex;
 use deberta::weights::LoadState;
 use deberta::{
-    Checkpoint, DebertaV2Config, DebertaV2Model, ForwardOptions, ModelInput, WeightFormat, Weights,
+    Checkpoint, DebertaV2Config, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput,
+    WeightFormat, Weights,
 };
 
 const HIDDEN: usize = 768;
@@ -74,6 +75,8 @@ fn bench(c: &mut Criterion) {
     let model = DebertaV2Model::load(&w, &cfg).unwrap();
     let mut model_int8 = DebertaV2Model::load(&w, &cfg).unwrap();
     model_int8.quantize_int8().unwrap();
+    let mut model_bf16 = DebertaV2Model::load(&w, &cfg).unwrap();
+    model_bf16.set_linear_format(LinearFormat::Bf16).unwrap();
     let rel = w
         .pp("encoder.rel_embeddings")
         .get(&[512, HIDDEN], "weight")
@@ -105,17 +108,16 @@ fn bench(c: &mut Criterion) {
             &(),
             |bench, _| bench.iter(|| model.forward(&input, ForwardOptions::default()).unwrap()),
         );
-        group.bench_with_input(
-            BenchmarkId::new("embeddings_plus_one_layer_int8", format!("{b}x{l}")),
-            &(),
-            |bench, _| {
-                bench.iter(|| {
-                    model_int8
-                        .forward(&input, ForwardOptions::default())
-                        .unwrap()
-                })
-            },
-        );
+        for (name, m) in [
+            ("embeddings_plus_one_layer_int8", &model_int8),
+            ("embeddings_plus_one_layer_bf16", &model_bf16),
+        ] {
+            group.bench_with_input(
+                BenchmarkId::new(name, format!("{b}x{l}")),
+                &(),
+                |bench, _| bench.iter(|| m.forward(&input, ForwardOptions::default()).unwrap()),
+            );
+        }
     }
     group.finish();
 }
