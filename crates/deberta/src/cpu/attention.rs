@@ -108,6 +108,11 @@ pub fn attention(
     let all = heads * head_size;
     let width = relative.map_or(0, |r| r.width);
     check(dims, qkv, bias, relative, context.len(), probs.as_deref())?;
+    // Sequences without padding have an all-zero mask block: the score pass skips reading it.
+    let masked: Vec<bool> = bias
+        .par_chunks(len * len)
+        .map(|block| block.iter().any(|&m| m != 0.0))
+        .collect();
     let ctx_out = SharedMut(context.as_mut_ptr());
     let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
     let row_stride = 3 * all;
@@ -148,7 +153,7 @@ pub fn attention(
         if let Some(rel) = relative {
             position_scores(rel, dims, h, q, k, scratch);
         }
-        let bias_b = &bias[b * len * len..(b + 1) * len * len];
+        let bias_b = masked[b].then(|| &bias[b * len * len..(b + 1) * len * len]);
         fused_softmax(scratch, relative, bias_b, len, width);
         if let Some(out) = probs_out {
             // SAFETY: block (b, h) of probs is written by this task only.
@@ -254,11 +259,12 @@ fn slot_window(slots: &[u32]) -> Option<(usize, usize)> {
 }
 
 simd_fn! {
-/// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place.
+/// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place
+/// (`bias` `None`: all zeros).
 fn fused_softmax(
     scratch: &mut Scratch,
     relative: Option<&Relative>,
-    bias: &[f32],
+    bias: Option<&[f32]>,
     len: usize,
     width: usize,
 ) {
@@ -278,48 +284,46 @@ fn fused_softmax(
             for i in i0..i1 {
                 let cells = i * len + j0..i * len + j1;
                 let row = &mut scores[cells.clone()];
-                let bias_row = &bias[cells.clone()];
                 // Slots for keys j0..j1 by diagonal d = i - j + L - 1 (so d falls as j rises).
                 let (c_slots, p_slots) = relative.map_or((&[][..], &[][..]), |r| (r.c2p_slot, r.p2c_slot));
                 let top = i + len - 1;
                 let c2p_row = &c2p[i * width..(i + 1) * width];
                 match (c2p_on, p2c_on) {
                     (true, true) => {
-                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
+                        for (jj, s) in row.iter_mut().enumerate() {
                             let j = j0 + jj;
                             // SAFETY: `check` verified both slot tables hold 2L - 1 entries,
                             // each below W; top - j < 2L - 1 and j < L.
-                            let r = unsafe {
+                            *s += unsafe {
                                 let d = top - j;
                                 c2p_row.get_unchecked(*c_slots.get_unchecked(d) as usize)
                                     + p2c.get_unchecked(j * width + *p_slots.get_unchecked(d) as usize)
                             };
-                            *s = (*s + r) + m;
                         }
                     }
                     (true, false) => {
-                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
+                        for (jj, s) in row.iter_mut().enumerate() {
                             // SAFETY: as above.
-                            let r = unsafe {
+                            *s += unsafe {
                                 c2p_row.get_unchecked(*c_slots.get_unchecked(top - j0 - jj) as usize)
                             };
-                            *s = (*s + r) + m;
                         }
                     }
                     (false, true) => {
-                        for (jj, (s, m)) in row.iter_mut().zip(bias_row).enumerate() {
+                        for (jj, s) in row.iter_mut().enumerate() {
                             let j = j0 + jj;
                             // SAFETY: as above.
-                            let r = unsafe {
+                            *s += unsafe {
                                 p2c.get_unchecked(j * width + *p_slots.get_unchecked(top - j) as usize)
                             };
-                            *s = (*s + r) + m;
                         }
                     }
-                    (false, false) => {
-                        for (s, m) in row.iter_mut().zip(bias_row) {
-                            *s += m;
-                        }
+                    (false, false) => {}
+                }
+                // (qk + relative) + mask, the candle path's order.
+                if let Some(bias) = bias {
+                    for (s, m) in row.iter_mut().zip(&bias[cells]) {
+                        *s += m;
                     }
                 }
             }
