@@ -2,26 +2,20 @@
 //! to bf16 at each call, products summed in f32; the bias, activation and everything outside
 //! the linear layers stay f32.
 //!
-//! This is what a bf16 dot-product instruction computes (`vdpbf16ps`: bf16 x bf16 products,
-//! exact in f32, accumulated in f32), so every CPU gets the same numbers up to the order of
-//! the sums. Rounding is to nearest, ties to even, as `torch.Tensor.to(torch.bfloat16)`.
+//! A bf16 dot-product instruction (`vdpbf16ps`) computes nearly this: bf16 x bf16 products,
+//! exact in f32, accumulated in f32 (it adds them in pairs and flushes subnormals, so a kernel
+//! on it would differ in the order of the sums and on subnormals). Rounding is to nearest, ties
+//! to even, as PyTorch's scalar `round_to_nearest_even`.
 //!
 //! On AVX2 the weights stay bf16 in memory (half the f32 packing) and each panel slice is
 //! widened to f32 in L1 as the GEMM reaches it ([`super::sgemm`]); elsewhere the rounded
-//! weights are kept as f32 for the `gemm` crate.
-
-use std::cell::RefCell;
+//! weights are kept as f32 for the `gemm` crate. Inputs are rounded into a buffer the layer
+//! loop owns ([`round_rows`]), so nothing outlives a forward pass.
 
 use rayon::prelude::*;
 
 /// Rows per parallel task when rounding inputs.
 const ROWS_PER_TASK: usize = 16;
-
-thread_local! {
-    /// The calling thread's rounded copy of the current input, kept across calls (the
-    /// largest is the output layer's `[tokens, intermediate]`).
-    static ROUNDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// `x` rounded to the nearest bf16 (ties to even), as its upper 16 bits. NaN becomes the quiet
 /// NaN `0x7fc0` and finite values past bf16's range round to infinity, as in PyTorch.
@@ -47,27 +41,15 @@ pub fn round(x: f32) -> f32 {
     widen(to_bf16(x))
 }
 
-/// Runs `f` on `x [rows, width]` with every value rounded to bf16 (a thread-local copy, filled
-/// in parallel).
-pub fn with_rounded<R>(x: &[f32], width: usize, f: impl FnOnce(&[f32]) -> R) -> R {
-    let fill = |buf: &mut Vec<f32>| {
-        buf.resize(x.len(), 0.0);
-        let block = (width * ROWS_PER_TASK).max(1);
-        buf.par_chunks_mut(block)
-            .zip(x.par_chunks(block))
-            .for_each(|(dst, src)| round_into(dst, src));
-    };
-    ROUNDED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            fill(&mut buf);
-            f(&buf)
-        }
-        Err(_) => {
-            let mut buf = Vec::new();
-            fill(&mut buf);
-            f(&buf)
-        }
-    })
+/// `x [rows, width]` with every value rounded to bf16, written to `buf` (resized to fit; the
+/// caller keeps it for the duration of a forward pass), in parallel.
+pub fn round_rows<'a>(x: &[f32], width: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    buf.resize(x.len(), 0.0);
+    let block = (width * ROWS_PER_TASK).max(1);
+    buf.par_chunks_mut(block)
+        .zip(x.par_chunks(block))
+        .for_each(|(dst, src)| round_into(dst, src));
+    buf
 }
 
 super::simd_fn! {
@@ -108,6 +90,7 @@ mod tests {
     fn rounded_copy_matches_the_scalar_rounding() {
         let x = crate::cpu::pseudo_random(37 * 5, 9);
         let want: Vec<f32> = x.iter().map(|&v| round(v)).collect();
-        with_rounded(&x, 5, |r| assert_eq!(r, &want[..]));
+        let mut buf = vec![f32::NAN; 3];
+        assert_eq!(round_rows(&x, 5, &mut buf), &want[..]);
     }
 }

@@ -39,7 +39,7 @@ pub struct LayerParams<'a> {
     pub act: Activation,
     pub output: &'a Linear,
     pub output_norm: &'a LayerNorm,
-    /// `qkv`, `dense`, `intermediate` and `output` in a faster format (int8 or packed f32),
+    /// `qkv`, `dense`, `intermediate` and `output` in a faster format (int8, bf16 or packed f32),
     /// when prepared; otherwise the f32 weights go through the `gemm` crate.
     pub prepared: Option<&'a PreparedLayer>,
 }
@@ -100,6 +100,12 @@ impl PreparedLayer {
                     w, out_dim, in_dim,
                 )?))
             } else {
+                if in_dim == 0 || w.len() != out_dim * in_dim {
+                    return Err(Error::Input(format!(
+                        "bf16 linear: weight of {} values is not [{out_dim}, {in_dim}]",
+                        w.len()
+                    )));
+                }
                 Ok(PreparedLinear::Bf16Gemm {
                     weight: w.iter().map(|&v| bf16::round(v)).collect(),
                     in_dim,
@@ -129,19 +135,26 @@ impl PreparedLayer {
 
 /// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (the packed and int8
 /// GEMMs apply the epilogue tile by tile), else the f32 weight through the `gemm` crate.
+///
+/// The bf16 formats round `x` into `rounded` first.
 fn project(
     x: &[f32],
     linear_view: &LinearView,
     prepared: Option<&PreparedLinear>,
     out: &mut [f32],
     epilogue: Option<&Epilogue>,
+    rounded: &mut Vec<f32>,
 ) -> Result<()> {
     match prepared {
+        Some(PreparedLinear::Packed(p)) if p.is_bf16() => {
+            p.forward(bf16::round_rows(x, p.in_dim(), rounded), out, epilogue)
+        }
         Some(PreparedLinear::Packed(p)) => p.forward(x, out, epilogue),
         Some(PreparedLinear::Int8(q)) => q.forward(x, out, epilogue),
-        Some(PreparedLinear::Bf16Gemm { weight, in_dim }) => bf16::with_rounded(x, *in_dim, |x| {
+        Some(PreparedLinear::Bf16Gemm { weight, in_dim }) => {
+            let x = bf16::round_rows(x, *in_dim, rounded);
             gemm_project(x, weight, *in_dim, out, epilogue)
-        }),
+        }
         None => {
             let weight = linear_view.weight.slice()?;
             let out_dim = linear_view.bias.slice::<f32>()?.len().max(1);
@@ -172,6 +185,8 @@ pub struct LayerBuffers {
     context: Vec<f32>,
     attended: Vec<f32>,
     inner: Vec<f32>,
+    /// The current linear layer's input rounded to bf16 (bf16 format only).
+    rounded: Vec<f32>,
 }
 
 /// A linear layer's weight and bias as slices.
@@ -227,6 +242,7 @@ pub fn forward(
         p.prepared.map(|q| &q.qkv),
         &mut buffers.qkv,
         Some(&qkv_epilogue),
+        &mut buffers.rounded,
     )?;
 
     let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
@@ -271,6 +287,7 @@ pub fn forward(
         p.prepared.map(|q| &q.dense),
         &mut buffers.attended,
         None,
+        &mut buffers.rounded,
     )?;
     add_norm(
         &mut buffers.attended,
@@ -298,6 +315,7 @@ pub fn forward(
             bias: inter.bias.slice()?,
             act: fused_act,
         }),
+        &mut buffers.rounded,
     )?;
     if !rows::native(p.act) {
         let t = Tensor::from_slice(&buffers.inner, buffers.inner.len(), &Device::Cpu)?;
@@ -312,6 +330,7 @@ pub fn forward(
         p.prepared.map(|q| &q.output),
         &mut out,
         None,
+        &mut buffers.rounded,
     )?;
     add_norm(
         &mut out,

@@ -78,8 +78,8 @@ impl PackedLinear {
         })
     }
 
-    /// Packs `w [out_dim, in_dim]` rounded to bf16; [`Self::forward`] then rounds its input
-    /// to bf16 too.
+    /// Packs `w [out_dim, in_dim]` rounded to bf16. [`Self::forward`] multiplies the input
+    /// as given: the bf16 format's callers round it first ([`bf16::round_rows`]).
     pub fn new_bf16(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
         check_weight("packed bf16 linear", w, out_dim, in_dim)?;
         let (data, start) = pack_weight(w, out_dim, in_dim, bf16::to_bf16);
@@ -90,28 +90,40 @@ impl PackedLinear {
         })
     }
 
+    /// Input width (`in_dim`).
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Whether the panels hold bf16 values.
+    pub fn is_bf16(&self) -> bool {
+        matches!(self.packed, Packed::Bf16 { .. })
+    }
+
     /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ`, then the `epilogue` (bias, activation),
     /// if any.
     pub fn forward(&self, x: &[f32], out: &mut [f32], epilogue: Option<&Epilogue>) -> Result<()> {
-        let rows = check_io("packed f32 linear", x, out, self.in_dim, self.out_dim)?;
+        let what = if self.is_bf16() {
+            "packed bf16 linear"
+        } else {
+            "packed f32 linear"
+        };
+        let rows = check_io(what, x, out, self.in_dim, self.out_dim)?;
         if !available() {
-            return Err(Error::Input(
-                "packed f32 linear: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
-                    .into(),
-            ));
+            return Err(Error::Input(format!(
+                "{what}: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
+            )));
         }
         if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
             return Err(Error::Input(format!(
-                "packed f32 linear: the bias or activation does not fit {} output columns",
+                "{what}: the bias or activation does not fit {} output columns",
                 self.out_dim
             )));
         }
         match (&self.packed, rows) {
             (_, 0) => {}
             (Packed::F32 { .. }, _) => self.multiply(x, rows, out, epilogue),
-            (Packed::Bf16 { .. }, _) => {
-                bf16::with_rounded(x, self.in_dim, |x| self.multiply(x, rows, out, epilogue))
-            }
+            (Packed::Bf16 { .. }, _) => self.multiply(x, rows, out, epilogue),
         }
         Ok(())
     }
@@ -262,6 +274,10 @@ pub unsafe fn matmul(
 /// # Safety
 /// [`available`] holds, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
 pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) {
+    if k == 0 || n == 0 {
+        dst.clear();
+        return;
+    }
     dst.resize(n.div_ceil(PANEL) * PANEL * k, 0.0);
     // rhs (kk, col), read as rows of its transpose, into [panels][k][24].
     let rhs_t = MatRef {
@@ -293,7 +309,8 @@ pub unsafe fn matmul_packed(
     panels: &[f32],
     scratch: &mut PackScratch,
 ) {
-    if m == 0 || k == 0 || cols.is_empty() {
+    // (A short `panels` would break the contract; computing nothing beats reading past it.)
+    if m == 0 || k == 0 || cols.is_empty() || panels.len() < n.div_ceil(PANEL) * PANEL * k {
         return;
     }
     let lhs = if lhs.cs == 1 && lhs.rs >= 0 {
@@ -668,7 +685,9 @@ mod tests {
                 .forward(&round(&x), &mut want, epilogue)
                 .unwrap();
             let mut got = vec![f32::NAN; rows * cols];
-            packed_bf16.forward(&x, &mut got, epilogue).unwrap();
+            let mut rounded = Vec::new();
+            let x_rounded = bf16::round_rows(&x, k, &mut rounded);
+            packed_bf16.forward(x_rounded, &mut got, epilogue).unwrap();
             assert_eq!(got, want);
             // Rounding moves the products by ~2^-8 relative: visible, and small.
             let exact = reference(&x, &w, k);

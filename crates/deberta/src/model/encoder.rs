@@ -67,11 +67,18 @@ impl DebertaV2Encoder {
         })
     }
 
-    /// Every layer's linear layers in `format` (see `DebertaV2Model::set_linear_format`).
+    /// Every layer's linear layers in `format` (see `DebertaV2Model::set_linear_format`): all
+    /// converted first, then installed, so an error leaves the model as it was.
     pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
-        self.layers
-            .iter_mut()
-            .try_for_each(|layer| layer.set_linear_format(format))
+        let built = self
+            .layers
+            .iter()
+            .map(|layer| layer.build_linear_format(format))
+            .collect::<Result<Vec<_>>>()?;
+        for (layer, prepared) in self.layers.iter_mut().zip(built) {
+            layer.install_linear_format(prepared);
+        }
+        Ok(())
     }
 
     /// `embeddings`: `[B, L, H]`; `pair_mask`: `[B, 1, L, L]` u8; `input_mask`: `[B, L]` f32.

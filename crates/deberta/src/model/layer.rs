@@ -24,7 +24,7 @@ pub struct DebertaV2Layer {
     output: Linear,
     output_norm: LayerNorm,
     /// The linear layers in the CPU fast path's own formats: int8 or bf16 once
-    /// [`Self::set_linear_format`] asked for them, else packed f32 built on the fast path's first use (`None`
+    /// [`Self::install_linear_format`] put them in, else packed f32 built on the fast path's first use (`None`
     /// where this CPU has no kernel for them).
     prepared: OnceLock<Option<PreparedLayer>>,
 }
@@ -68,18 +68,25 @@ impl DebertaV2Layer {
         Ok((apply(&self.output_norm, &out)?, probs))
     }
 
-    /// Builds the four linear layers' copies in `format` (int8 or bf16); the CPU fast path
-    /// uses them from then on. `F32` drops them, back to packed f32 built on first use.
-    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
+    /// The four linear layers' copies in `format` (int8 or bf16; `None` for `F32`, which
+    /// packs f32 copies on first use). [`Self::install_linear_format`] puts them in use.
+    pub fn build_linear_format(&self, format: LinearFormat) -> Result<Option<PreparedLayer>> {
         let (self_attention, dense, _) = self.attention.parts();
         let (qkv, ..) = self_attention.parts();
         let linears = [qkv, dense, &self.intermediate, &self.output];
-        self.prepared = match format {
-            LinearFormat::F32 => OnceLock::new(),
-            LinearFormat::Bf16 => OnceLock::from(Some(PreparedLayer::bf16(linears)?)),
-            LinearFormat::Int8 => OnceLock::from(Some(PreparedLayer::int8(linears)?)),
+        Ok(match format {
+            LinearFormat::F32 => None,
+            LinearFormat::Bf16 => Some(PreparedLayer::bf16(linears)?),
+            LinearFormat::Int8 => Some(PreparedLayer::int8(linears)?),
+        })
+    }
+
+    /// Makes the CPU fast path use `prepared` from now on (`None`: packed f32 on first use).
+    pub fn install_linear_format(&mut self, prepared: Option<PreparedLayer>) {
+        self.prepared = match prepared {
+            Some(p) => OnceLock::from(Some(p)),
+            None => OnceLock::new(),
         };
-        Ok(())
     }
 
     fn fast_params(&self) -> Result<LayerParams<'_>> {
@@ -103,8 +110,8 @@ impl DebertaV2Layer {
         })
     }
 
-    /// The prepared weights: the int8 ones if quantised, else the f32 ones, packed on the
-    /// first call.
+    /// The prepared weights: the int8 or bf16 ones if installed, else the f32 ones, packed on
+    /// the first call.
     fn prepared(&self, qkv: &Linear, dense: &Linear) -> Result<Option<&PreparedLayer>> {
         if let Some(prepared) = self.prepared.get() {
             return Ok(prepared.as_ref());

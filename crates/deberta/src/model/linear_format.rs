@@ -12,7 +12,8 @@ pub enum LinearFormat {
     #[default]
     F32,
     /// Weights and each call's inputs rounded to bf16 (nearest, ties to even), products
-    /// summed in f32; bias and activation in f32. Half the weight memory of f32.
+    /// summed in f32; bias and activation in f32. On AVX2 CPUs the packed copy is half the
+    /// size of f32's; elsewhere the rounded weights are an extra f32 copy.
     Bf16,
     /// Dynamic int8: weights per output channel once, activations per token at each call,
     /// exact integer sums.

@@ -70,7 +70,8 @@ impl DebertaV2Model {
     /// How the CPU fast path stores and multiplies the encoder's linear layers (Q/K/V,
     /// attention output, intermediate, output); see [`LinearFormat`]. Embeddings, attention
     /// scores, LayerNorms and heads stay f32. Other than `F32`, CPU only: an error on other
-    /// devices.
+    /// devices. The formats are the CPU fast path's: with it off (`DEBERTA_CPU_FAST=0`) the
+    /// candle path runs the f32 weights whatever the format.
     pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
         if format != LinearFormat::F32 && !self.device.is_cpu() {
             return Err(crate::Error::Input(format!(
