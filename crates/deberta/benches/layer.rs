@@ -92,10 +92,7 @@ fn bench(c: &mut Criterion) {
         let hidden = Tensor::randn(0f32, 1.0, (b, l, HIDDEN), &dev).unwrap();
         let index = RelativeIndex::new(l, 256, 256, 512, &dev).unwrap();
         let bias = Tensor::zeros((1, b, l, l), DType::F32, &dev).unwrap();
-        let ctx = AttentionContext {
-            bias: &bias,
-            index: Some(&index),
-        };
+        let ctx = AttentionContext::new(&bias, Some(&index)).unwrap();
         group.bench_with_input(
             BenchmarkId::new("attention_candle_path", format!("{b}x{l}")),
             &(),

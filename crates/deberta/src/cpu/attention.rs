@@ -90,11 +90,13 @@ unsafe fn product(
 }
 
 /// `qkv`: `[B*L, 3*H*d]` with biases added and K divided by the scale; `bias`: `[B, L, L]`
-/// additive mask. Writes `context [B*L, H*d]` and, when given, `probs [B, H, L, L]`.
+/// additive mask, and `masked[b]` whether block `b` of it has any non-zero entry (all-zero
+/// blocks are not read). Writes `context [B*L, H*d]` and, when given, `probs [B, H, L, L]`.
 pub fn attention(
     dims: Dims,
     qkv: &[f32],
     bias: &[f32],
+    masked: &[bool],
     relative: Option<&Relative>,
     context: &mut [f32],
     probs: Option<&mut [f32]>,
@@ -108,11 +110,12 @@ pub fn attention(
     let all = heads * head_size;
     let width = relative.map_or(0, |r| r.width);
     check(dims, qkv, bias, relative, context.len(), probs.as_deref())?;
-    // Sequences without padding have an all-zero mask block: the score pass skips reading it.
-    let masked: Vec<bool> = bias
-        .par_chunks(len * len)
-        .map(|block| block.iter().any(|&m| m != 0.0))
-        .collect();
+    if masked.len() != batch {
+        return Err(Error::Input(format!(
+            "CPU fast path: {} mask flags for a batch of {batch}",
+            masked.len()
+        )));
+    }
     let ctx_out = SharedMut(context.as_mut_ptr());
     let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
     let row_stride = 3 * all;

@@ -15,7 +15,7 @@ use super::gemm::linear;
 use super::int8::QuantLinear;
 use super::rows::{self, Epilogue};
 use super::sgemm::PackedLinear;
-use super::{simd_fn, View};
+use super::{check_weight, simd_fn, View};
 use crate::activation::Activation;
 use crate::model::attention::AttentionContext;
 use crate::{Error, Result};
@@ -77,8 +77,7 @@ impl PreparedLayer {
     /// Packs the four f32 weights for the AVX2 kernel, or `None` where this CPU cannot run it
     /// (or `DEBERTA_CPU_PACKED=0` says not to).
     pub fn packed_f32(linears: [&Linear; 4]) -> Result<Option<Self>> {
-        if !super::sgemm::available() || std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
-        {
+        if !packed_kernel() {
             return Ok(None);
         }
         Self::convert(linears, |w, out_dim, in_dim| {
@@ -92,20 +91,14 @@ impl PreparedLayer {
     /// Rounds the four weights to bf16 ([`super::bf16`]): packed for the AVX2 kernel where
     /// this CPU runs it (unless `DEBERTA_CPU_PACKED=0`), else kept as f32 for the `gemm` crate.
     pub fn bf16(linears: [&Linear; 4]) -> Result<Self> {
-        let packed = super::sgemm::available()
-            && !std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0");
+        let packed = packed_kernel();
         Self::convert(linears, |w, out_dim, in_dim| {
             if packed {
                 Ok(PreparedLinear::Packed(PackedLinear::new_bf16(
                     w, out_dim, in_dim,
                 )?))
             } else {
-                if in_dim == 0 || w.len() != out_dim * in_dim {
-                    return Err(Error::Input(format!(
-                        "bf16 linear: weight of {} values is not [{out_dim}, {in_dim}]",
-                        w.len()
-                    )));
-                }
+                check_weight("bf16 linear", w, out_dim, in_dim)?;
                 Ok(PreparedLinear::Bf16Gemm {
                     weight: w.iter().map(|&v| bf16::round(v)).collect(),
                     in_dim,
@@ -131,6 +124,12 @@ impl PreparedLayer {
             output: one(output, "output.dense")?,
         })
     }
+}
+
+/// Whether the linear layers go through the packed AVX2 kernel: this CPU runs it and
+/// `DEBERTA_CPU_PACKED=0` does not turn it off.
+fn packed_kernel() -> bool {
+    super::sgemm::available() && !std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
 }
 
 /// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (the packed and int8
@@ -273,6 +272,7 @@ pub fn forward(
             dims,
             &buffers.qkv,
             bias_view.slice()?,
+            &ctx.masked,
             relative.as_ref(),
             &mut buffers.context,
             probs.as_deref_mut(),

@@ -120,10 +120,8 @@ impl PackedLinear {
                 self.out_dim
             )));
         }
-        match (&self.packed, rows) {
-            (_, 0) => {}
-            (Packed::F32 { .. }, _) => self.multiply(x, rows, out, epilogue),
-            (Packed::Bf16 { .. }, _) => self.multiply(x, rows, out, epilogue),
+        if rows > 0 {
+            self.multiply(x, rows, out, epilogue);
         }
         Ok(())
     }

@@ -47,6 +47,28 @@ pub struct AttentionContext<'a> {
     pub bias: &'a Tensor,
     /// Gather tables for the relative terms (present when relative attention is on).
     pub index: Option<&'a RelativeIndex>,
+    /// Per sequence, whether its bias block masks anything (the CPU fast path does not read
+    /// the all-zero ones).
+    pub masked: Vec<bool>,
+}
+
+impl<'a> AttentionContext<'a> {
+    /// The context for `bias` `[1, B, L, L]`, with [`Self::masked`] derived from it once for
+    /// all layers.
+    pub fn new(bias: &'a Tensor, index: Option<&'a RelativeIndex>) -> Result<Self> {
+        // [1, B, L, L] -> [B]: 1 where any entry is non-zero.
+        let masked = bias
+            .ne(0f64)?
+            .squeeze(0)?
+            .flatten_from(1)?
+            .max(candle_core::D::Minus1)?
+            .to_vec1::<u8>()?;
+        Ok(Self {
+            bias,
+            index,
+            masked: masked.into_iter().map(|m| m != 0).collect(),
+        })
+    }
 }
 
 impl DisentangledSelfAttention {

@@ -95,10 +95,7 @@ impl DebertaV2Encoder {
             .map(|r| relative_index(r, len, embeddings.device()))
             .transpose()?;
         let bias = additive_bias(pair_mask)?;
-        let ctx = AttentionContext {
-            bias: &bias,
-            index: index.as_ref(),
-        };
+        let ctx = AttentionContext::new(&bias, index.as_ref())?;
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut attentions = output_attentions.then(Vec::new);
         let mut hidden = embeddings.clone();

@@ -21,32 +21,35 @@ pub enum LinearFormat {
 }
 
 impl LinearFormat {
-    /// The names `FromStr` accepts, as the CLI lists them.
+    /// Every format, in the order of [`Self::NAMES`].
+    pub const ALL: [Self; 3] = [Self::F32, Self::Bf16, Self::Int8];
+    /// The names `FromStr` accepts and `Display` writes, as the CLI lists them.
     pub const NAMES: [&'static str; 3] = ["f32", "bf16", "int8"];
+
+    /// This format's name in [`Self::NAMES`].
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 impl FromStr for LinearFormat {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "f32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            "int8" => Ok(Self::Int8),
-            other => Err(Error::Input(format!(
-                "unknown linear-layer format {other:?}; expected one of {:?}",
-                Self::NAMES
-            ))),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "unknown linear-layer format {s:?}; expected one of {:?}",
+                    Self::NAMES
+                ))
+            })
     }
 }
 
 impl fmt::Display for LinearFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::Int8 => "int8",
-        })
+        f.write_str(self.name())
     }
 }
