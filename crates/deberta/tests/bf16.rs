@@ -1,7 +1,9 @@
 //! `LinearFormat::Bf16`: the golden model cases with bf16 linear layers against transformers
 //! running the same substitution (`scripts/gen_bf16_fixtures.py`: weights and inputs of the six
-//! encoder linears rounded to bf16, f32 sums and bias, position projections f32), on the packed
-//! AVX2 kernel and on the `gemm`-crate fallback.
+//! encoder linears rounded to bf16, f32 sums and bias, position projections f32), on every
+//! kernel: the packed AVX2 one (or `vdpbf16ps` where the CPU has AVX512-BF16), the `gemm`-crate
+//! fallback, and the `vdpbf16ps` path's pair layout on its portable twin (which
+//! `tools/avx512-emu` holds to the instruction bit for bit).
 
 mod common;
 
@@ -91,14 +93,18 @@ fn check_cases(path: &str) {
     println!("{path}: worst max |diff| vs transformers bf16-linears {worst:.2e}");
 }
 
-/// Both ways of running bf16 in one test (the second is chosen by an environment variable,
+/// Every way of running bf16 in one test (the others are chosen by environment variables,
 /// which parallel tests in this binary must not see change under them).
 #[test]
 fn bf16_outputs_match_transformers_with_bf16_linears() {
-    check_cases("packed AVX2 kernel (where the CPU has it)");
+    check_cases(LinearFormat::Bf16.cpu_kernel());
+    std::env::set_var("DEBERTA_CPU_AVX512", "0");
     std::env::set_var("DEBERTA_CPU_PACKED", "0");
-    check_cases("gemm-crate fallback");
+    check_cases(LinearFormat::Bf16.cpu_kernel());
     std::env::remove_var("DEBERTA_CPU_PACKED");
+    std::env::set_var("DEBERTA_CPU_AVX512", "portable");
+    check_cases(LinearFormat::Bf16.cpu_kernel());
+    std::env::remove_var("DEBERTA_CPU_AVX512");
 }
 
 #[test]

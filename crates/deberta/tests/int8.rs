@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{safetensors, Device};
 use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions};
+use deberta::{DebertaV2Model, ForwardOptions, LinearFormat};
 
 /// Hidden states are LayerNorm outputs of size ~1; int8 with per-row / per-channel scales moves
 /// them by ~1e-2 on these random tiny models.
@@ -40,5 +40,26 @@ fn int8_outputs_stay_close_to_transformers_f32() {
         assert!(d32 < 1e-4, "{name}: f32 {d32}");
         assert!(d8 < INT8_ATOL, "{name}: int8 {d8}");
         assert!(d8 > d32, "{name}: int8 path not taken");
+
+        // Every int8 kernel gives the same exact sums, so the same outputs bit for bit: the
+        // pair layout (AVX2 or portable) and the quad layout (`vpdpbusd`, or its portable twin).
+        let want = int8_out.last_hidden_state.flatten_all().unwrap();
+        let want = want.to_vec1::<f32>().unwrap();
+        for setting in ["0", "portable"] {
+            std::env::set_var("DEBERTA_CPU_AVX512", setting);
+            model.set_linear_format(LinearFormat::Int8).unwrap();
+            let kernel = LinearFormat::Int8.cpu_kernel();
+            let got = model.forward(&input, ForwardOptions::default()).unwrap();
+            let got = got.last_hidden_state.flatten_all().unwrap();
+            let same = got
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            println!("{name}: int8 on {kernel} equals the default int8 kernel bit for bit");
+            assert!(same, "{name}: int8 on {kernel} differs");
+        }
+        std::env::remove_var("DEBERTA_CPU_AVX512");
     }
 }

@@ -53,7 +53,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut model = TaskModel::from_pretrained(&args.model, kind, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    model.set_linear_format(args.dtype.parse()?)?;
+    let format: LinearFormat = args.dtype.parse()?;
+    model.set_linear_format(format)?;
     let input = random_input(&model, &args, &device)?;
     for _ in 0..args.warmup {
         model.forward(&input, Labels::default(), ForwardOptions::default())?;
@@ -81,6 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "iters": args.iters,
         "threads": args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         "dtype": args.dtype,
+        "linear_kernel": format.cpu_kernel(),
     });
     println!("{report}");
     Ok(())

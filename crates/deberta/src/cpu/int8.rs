@@ -8,13 +8,20 @@
 //! saturation), the zero point is
 //! removed through each channel's weight sum, and the result is scaled back to f32.
 //!
-//! Weight layout: panels of 16 output columns; within a panel, for each pair of inputs `k, k+1`,
-//! 16 `(q[n, k], q[n, k+1])` i8 pairs, so one 128-bit load, widened, feeds 8 columns.
+//! Two weight layouts, chosen once per CPU ([`Layout`]); both give the same exact sums, so the
+//! same outputs bit for bit:
+//! - pairs (AVX2, or plain Rust): panels of 16 output columns; within a panel, for each pair of
+//!   inputs `k, k+1`, 16 `(q[n, k], q[n, k+1])` i8 pairs, so one 128-bit load, widened, feeds 8
+//!   columns; inputs as i16;
+//! - quads (AVX512-VNNI, [`super::avx512::int8_tile`]): panels of 32 output columns; within a
+//!   panel, for each group of 4 inputs, 32 groups of 4 i8 (one 512-bit load per 16 columns);
+//!   inputs as u8, 4 per broadcast, multiplied and summed by `vpdpbusd` with no saturation.
 
 use rayon::prelude::*;
 
+use super::avx512::{self, Tile, COLS as QUAD_PANEL, MAX_ROWS as QUAD_TILE_ROWS};
 use super::rows::Epilogue;
-use super::{check_io, check_weight, simd_fn, SharedMut};
+use super::{check_io, check_weight, for_each_tile, simd_fn, Avx512, SharedMut};
 use crate::{Error, Result};
 
 /// Output columns per weight panel.
@@ -25,15 +32,17 @@ const TILE_ROWS: usize = 6;
 const CHUNK_ROWS: usize = 16 * TILE_ROWS;
 /// Panels per parallel task.
 const CHUNK_PANELS: usize = 8;
+/// Quad layout: 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at
+/// `in_dim` 3072, in L2).
+const QUAD_CHUNK_TILES: usize = 8;
+/// Quad layout: panels of 32 columns per parallel task.
+const QUAD_CHUNK_PANELS: usize = 4;
 
 /// An `nn.Linear` weight `[out, in]` quantised to int8.
 pub struct QuantLinear {
     in_dim: usize,
     out_dim: usize,
-    /// Input pairs (`ceil(in / 2)`).
-    pairs: usize,
-    /// `[panels][pairs][16 columns][2]`.
-    packed: Vec<i8>,
+    weights: Weights,
     /// Per output channel (padded with 1 to whole panels).
     scales: Vec<f32>,
     /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point (padded with 0
@@ -41,34 +50,131 @@ pub struct QuantLinear {
     sums: Vec<i32>,
 }
 
+/// Which weight layout and kernel a [`QuantLinear`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Input pairs, i16 inputs: AVX2 `vpmaddwd`, or plain Rust.
+    Pairs,
+    /// Input quads, u8 inputs: AVX512-VNNI `vpdpbusd` where `vnni`, else its portable twin
+    /// (which only the tests choose).
+    Quads { vnni: bool },
+}
+
+impl Layout {
+    /// Quads on `vpdpbusd` where the CPU has AVX512-VNNI, else pairs; `DEBERTA_CPU_AVX512`
+    /// (`0`: pairs; `portable`: quads on the portable kernel) overrides it.
+    pub fn for_this_cpu() -> Self {
+        match super::avx512_switch() {
+            Avx512::Off => Layout::Pairs,
+            Avx512::Portable => Layout::Quads { vnni: false },
+            Avx512::Auto if vnni_available() => Layout::Quads { vnni: true },
+            Avx512::Auto => Layout::Pairs,
+        }
+    }
+
+    /// The kernel's name, for reports.
+    pub fn kernel(self) -> &'static str {
+        match self {
+            Layout::Quads { vnni: true } => "avx512-vnni vpdpbusd",
+            Layout::Quads { vnni: false } => "portable int8 (quads)",
+            Layout::Pairs if avx2_available() => "avx2 vpmaddwd",
+            Layout::Pairs => "portable int8",
+        }
+    }
+}
+
+/// Whether the pair layout's AVX2 tile runs here.
+fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether [`avx512::int8_tile`] can run here.
+fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+enum Weights {
+    /// `[panels][pairs][16 columns][2]`.
+    Pairs { pairs: usize, packed: Vec<i8> },
+    /// `[panels][quads][32 columns]` groups of 4 i8, `k` ascending from the low byte.
+    Quads {
+        quads: usize,
+        packed: Vec<u32>,
+        vnni: bool,
+    },
+}
+
 impl QuantLinear {
-    /// Quantises `w [out_dim, in_dim]` (row-major).
+    /// Quantises `w [out_dim, in_dim]` (row-major) in this CPU's layout.
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
+        Self::with_layout(w, out_dim, in_dim, Layout::for_this_cpu())
+    }
+
+    /// Quantises `w [out_dim, in_dim]` in `layout` (an error for VNNI quads on a CPU without
+    /// AVX512-VNNI).
+    pub fn with_layout(w: &[f32], out_dim: usize, in_dim: usize, layout: Layout) -> Result<Self> {
         check_weight("int8", w, out_dim, in_dim)?;
-        let pairs = in_dim.div_ceil(2);
-        let panels = out_dim.div_ceil(PANEL);
-        let mut packed = vec![0i8; panels * pairs * 2 * PANEL];
-        let mut scales = vec![1f32; panels * PANEL];
-        let mut sums = vec![0i32; panels * PANEL];
-        for (n, row) in w.chunks_exact(in_dim).enumerate() {
+        if layout == (Layout::Quads { vnni: true }) && !vnni_available() {
+            return Err(Error::Input(
+                "int8: this CPU has no AVX512-VNNI for the quad layout".into(),
+            ));
+        }
+        let panel = match layout {
+            Layout::Pairs => PANEL,
+            Layout::Quads { .. } => QUAD_PANEL,
+        };
+        let padded = out_dim.div_ceil(panel) * panel;
+        let mut scales = vec![1f32; padded];
+        let mut sums = vec![0i32; padded];
+        let mut q = vec![0i8; out_dim * in_dim];
+        for (n, (row, q_row)) in w
+            .chunks_exact(in_dim)
+            .zip(q.chunks_exact_mut(in_dim))
+            .enumerate()
+        {
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
             let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
             scales[n] = s;
-            let (panel, col) = (n / PANEL, n % PANEL);
-            for (k, v) in row.iter().enumerate() {
-                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
-                packed[(panel * pairs + k / 2) * 2 * PANEL + col * 2 + k % 2] = q;
-                sums[n] += i32::from(q);
+            for (qv, v) in q_row.iter_mut().zip(row) {
+                *qv = (v / s).round().clamp(-127.0, 127.0) as i8;
+                sums[n] += i32::from(*qv);
             }
         }
+        let weights = match layout {
+            Layout::Pairs => pack_pairs(&q, out_dim, in_dim),
+            Layout::Quads { vnni } => pack_quads(&q, out_dim, in_dim, vnni),
+        };
         Ok(Self {
             in_dim,
             out_dim,
-            pairs,
-            packed,
+            weights,
             scales,
             sums,
         })
+    }
+
+    /// The layout the weights were packed in.
+    #[cfg(test)]
+    fn layout(&self) -> Layout {
+        match self.weights {
+            Weights::Pairs { .. } => Layout::Pairs,
+            Weights::Quads { vnni, .. } => Layout::Quads { vnni },
+        }
     }
 
     /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` through int8 values, then the `epilogue`
@@ -81,7 +187,35 @@ impl QuantLinear {
                 self.out_dim
             )));
         }
-        let (qx, row_params) = quantize_rows(x, self.in_dim, self.pairs);
+        if rows == 0 {
+            return Ok(());
+        }
+        match &self.weights {
+            Weights::Pairs { pairs, packed } => {
+                self.forward_pairs(x, rows, out, epilogue, *pairs, packed)
+            }
+            Weights::Quads {
+                quads,
+                packed,
+                vnni,
+            } => self.forward_quads(x, rows, out, epilogue, (*quads, packed), *vnni),
+        }
+        Ok(())
+    }
+
+    /// The pair layout: one task per block of rows x panels of 16.
+    fn forward_pairs(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        epilogue: Option<&Epilogue>,
+        pairs: usize,
+        packed: &[i8],
+    ) {
+        let stride = 2 * pairs;
+        let mut qx = vec![0i16; rows * stride];
+        let row_params = quantize_rows(&mut qx, x, self.in_dim, stride, quantize_row);
         let panels = self.out_dim.div_ceil(PANEL);
         let row_chunks = rows.div_ceil(CHUNK_ROWS);
         let panel_chunks = panels.div_ceil(CHUNK_PANELS);
@@ -92,50 +226,166 @@ impl QuantLinear {
                 let (rc, pc) = (task / panel_chunks, task % panel_chunks);
                 let row_range = rc * CHUNK_ROWS..((rc + 1) * CHUNK_ROWS).min(rows);
                 let panel_range = pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels);
+                let a = PairRows {
+                    qx: &qx,
+                    params: &row_params,
+                    pairs,
+                    packed,
+                };
                 // SAFETY: this task writes only rows `row_range` x the columns of its panels;
                 // the epilogue fits `out_dim`.
-                unsafe { self.chunk(&qx, &row_params, row_range, panel_range, dst, epilogue) };
+                unsafe { self.chunk(&a, row_range, panel_range, dst, epilogue) };
             });
-        Ok(())
     }
 
-    /// One task: every 6-row tile of `row_range` against every panel of `panel_range`.
+    /// The quad layout: tiles of up to 12 rows x 32 columns ([`for_each_tile`]).
+    fn forward_quads(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        epilogue: Option<&Epilogue>,
+        (quads, packed): (usize, &[u32]),
+        vnni: bool,
+    ) {
+        let mut qx = vec![0u32; rows * quads];
+        let row_params = quantize_rows(
+            as_bytes_mut(&mut qx),
+            x,
+            self.in_dim,
+            4 * quads,
+            quantize_row_u8,
+        );
+        let dst = SharedMut(out.as_mut_ptr());
+        let panels = self.out_dim.div_ceil(QUAD_PANEL);
+        let grid = (rows, QUAD_TILE_ROWS, QUAD_CHUNK_TILES);
+        for_each_tile(grid, (panels, QUAD_CHUNK_PANELS), |r0, tile_rows, panel| {
+            let tile = Tile {
+                a: qx[r0 * quads..].as_ptr(),
+                lda: quads,
+                rows: tile_rows,
+                b: packed[panel * quads * QUAD_PANEL..].as_ptr(),
+                groups: quads,
+            };
+            let mut acc = [[0i32; QUAD_PANEL]; QUAD_TILE_ROWS];
+            // SAFETY: `qx` holds the tile's rows of `quads` groups and `packed` the panel's
+            // `quads x 32`; `vnni` was checked against the CPU when the weights were packed.
+            unsafe { quad_tile(&tile, &mut acc, vnni) };
+            let col0 = panel * QUAD_PANEL;
+            let target = TileOut {
+                out: dst.get().wrapping_add(r0 * self.out_dim + col0),
+                ldc: self.out_dim,
+                col0,
+                cols: (self.out_dim - col0).min(QUAD_PANEL),
+                rows: &row_params[r0..r0 + tile_rows],
+                sums: &self.sums[col0..col0 + QUAD_PANEL],
+                scales: &self.scales[col0..col0 + QUAD_PANEL],
+                epilogue,
+            };
+            for (r, acc_row) in acc.iter().enumerate().take(tile_rows) {
+                // SAFETY: `for_each_tile` hands each tile to one call only; its rows x
+                // columns lie inside the `[rows, out_dim]` output; the epilogue fits.
+                unsafe { target.store_row(r, acc_row) };
+            }
+        });
+    }
+
+    /// One task of the pair layout: every 6-row tile of `row_range` against every panel of
+    /// `panel_range`.
     ///
     /// # Safety
     /// `dst` must point to a `[rows, out_dim]` buffer of which this call's block is written by
     /// no one else, and the epilogue must fit `out_dim`.
     unsafe fn chunk(
         &self,
-        qx: &[i16],
-        row_params: &[RowParams],
+        a: &PairRows,
         row_range: std::ops::Range<usize>,
         panel_range: std::ops::Range<usize>,
         dst: SharedMut,
         epilogue: Option<&Epilogue>,
     ) {
-        let stride = 2 * self.pairs;
+        let stride = 2 * a.pairs;
         for panel in panel_range {
-            let weights = &self.packed[panel * self.pairs * 2 * PANEL..][..self.pairs * 2 * PANEL];
+            let weights = &a.packed[panel * a.pairs * 2 * PANEL..][..a.pairs * 2 * PANEL];
             let col0 = panel * PANEL;
             let mut r0 = row_range.start;
             while r0 < row_range.end {
                 let tile = (row_range.end - r0).min(TILE_ROWS);
-                let a = &qx[r0 * stride..(r0 + tile) * stride];
+                let rows = &a.qx[r0 * stride..(r0 + tile) * stride];
                 let target = TileOut {
                     out: dst.get().add(r0 * self.out_dim + col0),
                     ldc: self.out_dim,
                     col0,
                     cols: (self.out_dim - col0).min(PANEL),
-                    rows: &row_params[r0..r0 + tile],
+                    rows: &a.params[r0..r0 + tile],
                     sums: &self.sums[col0..col0 + PANEL],
                     scales: &self.scales[col0..col0 + PANEL],
                     epilogue,
                 };
-                dot_tile(a, stride, weights, self.pairs, &target);
+                dot_tile(rows, stride, weights, a.pairs, &target);
                 r0 += tile;
             }
         }
     }
+}
+
+/// The pair layout's quantised inputs and packed weights, as one task reads them.
+struct PairRows<'a> {
+    qx: &'a [i16],
+    params: &'a [RowParams],
+    pairs: usize,
+    packed: &'a [i8],
+}
+
+/// `w`'s int8 values `q [out_dim, in_dim]` as `[panels][pairs][16][2]`, zero-padded.
+fn pack_pairs(q: &[i8], out_dim: usize, in_dim: usize) -> Weights {
+    let pairs = in_dim.div_ceil(2);
+    let mut packed = vec![0i8; out_dim.div_ceil(PANEL) * pairs * 2 * PANEL];
+    for (n, row) in q.chunks_exact(in_dim).enumerate() {
+        let (panel, col) = (n / PANEL, n % PANEL);
+        for (k, &v) in row.iter().enumerate() {
+            packed[(panel * pairs + k / 2) * 2 * PANEL + col * 2 + k % 2] = v;
+        }
+    }
+    Weights::Pairs { pairs, packed }
+}
+
+/// `q [out_dim, in_dim]` as `[panels][quads][32]` groups of 4, zero-padded.
+fn pack_quads(q: &[i8], out_dim: usize, in_dim: usize, vnni: bool) -> Weights {
+    let quads = in_dim.div_ceil(4);
+    let mut packed = vec![0u32; out_dim.div_ceil(QUAD_PANEL) * quads * QUAD_PANEL];
+    let bytes = as_bytes_mut(&mut packed);
+    for (n, row) in q.chunks_exact(in_dim).enumerate() {
+        let (panel, col) = (n / QUAD_PANEL, n % QUAD_PANEL);
+        for (k, &v) in row.iter().enumerate() {
+            bytes[((panel * quads + k / 4) * QUAD_PANEL + col) * 4 + k % 4] = v as u8;
+        }
+    }
+    Weights::Quads {
+        quads,
+        packed,
+        vnni,
+    }
+}
+
+/// The bytes of `v` (groups of 4 values, in memory order).
+fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
+    // SAFETY: the same memory, as bytes: u8 needs no alignment and every byte pattern is a
+    // valid u8 and, written back, a valid u32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
+}
+
+/// One quad tile on `vpdpbusd` or on its portable twin.
+///
+/// # Safety
+/// As for [`avx512::int8_tile`] (its CPU features only when `vnni`).
+unsafe fn quad_tile(tile: &Tile, acc: &mut [[i32; QUAD_PANEL]; QUAD_TILE_ROWS], vnni: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        return avx512::int8_tile(tile, acc);
+    }
+    let _ = vnni;
+    avx512::int8_tile_portable(tile, acc);
 }
 
 /// Where one tile's sums go: `rows.len()` rows x `cols` columns at `out` (row stride `ldc`),
@@ -146,21 +396,22 @@ struct TileOut<'a> {
     col0: usize,
     cols: usize,
     rows: &'a [RowParams],
-    /// The panel's 16 weight sums and scales.
+    /// The panel's weight sums and scales (16 or 32).
     sums: &'a [i32],
     scales: &'a [f32],
     epilogue: Option<&'a Epilogue<'a>>,
 }
 
 impl TileOut<'_> {
-    /// Stores row `r` from its 16 exact sums: `(acc - zero · Σq) · s_row · s_col`.
+    /// Stores row `r` from its exact sums (one per panel column): `(acc - zero · Σq) · s_row ·
+    /// s_col`.
     ///
     /// # Safety
     /// Row `r < rows.len()` of the tile (`cols` values) is valid and the caller's alone.
     #[inline(always)]
-    unsafe fn store_row(&self, r: usize, acc: &[i32; PANEL]) {
+    unsafe fn store_row(&self, r: usize, acc: &[i32]) {
         let RowParams { scale, zero } = self.rows[r];
-        let mut vals = [0f32; PANEL];
+        let mut vals = [0f32; QUAD_PANEL];
         for (((v, &a), &sum), &col_scale) in
             vals.iter_mut().zip(acc).zip(self.sums).zip(self.scales)
         {
@@ -181,11 +432,16 @@ struct RowParams {
     zero: i32,
 }
 
-/// Per-row asymmetric quantisation of `x [rows, in_dim]` to i16 rows padded to `2 * pairs`.
-fn quantize_rows(x: &[f32], in_dim: usize, pairs: usize) -> (Vec<i16>, Vec<RowParams>) {
+/// Per-row asymmetric quantisation of `x [rows, in_dim]` into `q`'s rows of `stride` values
+/// (the padding left 0), in parallel, by `quantize` ([`quantize_row`] or [`quantize_row_u8`]).
+fn quantize_rows<T: Send>(
+    q: &mut [T],
+    x: &[f32],
+    in_dim: usize,
+    stride: usize,
+    quantize: fn(&mut [T], &[f32]) -> RowParams,
+) -> Vec<RowParams> {
     let rows = x.len() / in_dim;
-    let stride = 2 * pairs;
-    let mut q = vec![0i16; rows * stride];
     let mut params = vec![
         RowParams {
             scale: 1.0,
@@ -197,13 +453,14 @@ fn quantize_rows(x: &[f32], in_dim: usize, pairs: usize) -> (Vec<i16>, Vec<RowPa
         .zip(params.par_iter_mut())
         .zip(x.par_chunks(in_dim))
         .with_min_len(8)
-        .for_each(|((q_row, p), x_row)| *p = quantize_row(q_row, x_row));
-    (q, params)
+        .for_each(|((q_row, p), x_row)| *p = quantize(q_row, x_row));
+    params
 }
 
-simd_fn! {
-/// Quantises one row to `[0, 255]` (round half to even, as `vroundps` does).
-fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
+/// A row's quantisation to `[0, 255]` from its range (which always holds 0), and the factor
+/// and offset that map a value to its level.
+#[inline(always)]
+fn row_quantisation(x_row: &[f32]) -> (RowParams, f32, f32) {
     // Lane-wise extremes (a single running min/max does not vectorise).
     let mut lanes_lo = [0f32; 8];
     let mut lanes_hi = [0f32; 8];
@@ -222,14 +479,38 @@ fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
         .fold((0f32, 0f32), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
     let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
     let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
-    let inv = 1.0 / scale;
-    for (qv, v) in q_row.iter_mut().zip(x_row) {
-        *qv = (v * inv + zero).round_ties_even().clamp(0.0, 255.0) as i16;
-    }
-    RowParams {
+    let params = RowParams {
         scale,
         zero: zero as i32,
+    };
+    (params, 1.0 / scale, zero)
+}
+
+/// `v`'s level in `[0, 255]` (round half to even, as `vroundps` does).
+#[inline(always)]
+fn level(v: f32, inv: f32, zero: f32) -> f32 {
+    (v * inv + zero).round_ties_even().clamp(0.0, 255.0)
+}
+
+simd_fn! {
+/// Quantises one row to `[0, 255]`, as i16 (the pair layout).
+fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
+    let (params, inv, zero) = row_quantisation(x_row);
+    for (qv, &v) in q_row.iter_mut().zip(x_row) {
+        *qv = level(v, inv, zero) as i16;
     }
+    params
+}
+}
+
+simd_fn! {
+/// Quantises one row to `[0, 255]`, as u8 (the quad layout).
+fn quantize_row_u8(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
+    let (params, inv, zero) = row_quantisation(x_row);
+    for (qv, &v) in q_row.iter_mut().zip(x_row) {
+        *qv = level(v, inv, zero) as u8;
+    }
+    params
 }
 }
 
@@ -241,7 +522,7 @@ fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
 unsafe fn dot_tile(a: &[i16], stride: usize, panel: &[i8], pairs: usize, target: &TileOut) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if avx2_available() {
             // SAFETY: AVX2 is present; `a` holds the tile's rows of `stride >= 2 * pairs`
             // values and `panel` holds `pairs * 32` values (checked by the callers' slicing).
             match target.rows.len() {
@@ -332,7 +613,7 @@ mod tests {
         for &(rows, in_dim, out_dim) in &[(13usize, 37usize, 21usize), (100, 64, 48), (1, 5, 3)] {
             let x = pseudo_random(rows * in_dim, 1);
             let w = pseudo_random(out_dim * in_dim, 2);
-            let q = QuantLinear::new(&w, out_dim, in_dim).unwrap();
+            let q = QuantLinear::with_layout(&w, out_dim, in_dim, Layout::Pairs).unwrap();
             let mut got = vec![0f32; rows * out_dim];
             q.forward(&x, &mut got, None).unwrap();
             let mut worst = 0f32;
@@ -355,8 +636,12 @@ mod tests {
                 bias: &bias,
                 act: Activation::Gelu,
             };
-            let (qx, params) = quantize_rows(&x, in_dim, q.pairs);
-            let stride = 2 * q.pairs;
+            let Weights::Pairs { pairs, packed } = &q.weights else {
+                panic!("not the pair layout");
+            };
+            let stride = 2 * pairs;
+            let mut qx = vec![0i16; rows * stride];
+            let params = quantize_rows(&mut qx, &x, in_dim, stride, quantize_row);
             let tile = rows.min(TILE_ROWS);
             let cols = out_dim.min(PANEL);
             for epilogue in [None, Some(&gelu)] {
@@ -373,13 +658,13 @@ mod tests {
                         scales: &q.scales[..PANEL],
                         epilogue,
                     };
-                    let (a, w) = (&qx[..tile * stride], &q.packed[..q.pairs * 32]);
+                    let (a, w) = (&qx[..tile * stride], &packed[..pairs * 32]);
                     // SAFETY: `buf` holds the tile's rows x `out_dim`.
                     unsafe {
                         if portable {
-                            portable_tile(a, stride, w, q.pairs, &target)
+                            portable_tile(a, stride, w, *pairs, &target)
                         } else {
-                            dot_tile(a, stride, w, q.pairs, &target)
+                            dot_tile(a, stride, w, *pairs, &target)
                         }
                     }
                 }
@@ -400,17 +685,68 @@ mod tests {
         }
     }
 
+    /// The quad layout (on its portable kernel here, and on `vpdpbusd` where the CPU has
+    /// AVX512-VNNI) stores exactly what the pair layout stores: the same exact sums.
+    #[test]
+    fn quad_layout_equals_pair_layout_bit_for_bit() {
+        let mut layouts = vec![Layout::Quads { vnni: false }];
+        if vnni_available() {
+            layouts.push(Layout::Quads { vnni: true });
+        } else {
+            println!("no AVX512-VNNI here: the quad layout runs on its portable kernel only");
+        }
+        // Partial tiles (1, 13, 25 rows), partial panels, input widths off a multiple of 4,
+        // and more than one task in each direction (200 rows, 300 columns).
+        let shapes = [
+            (13usize, 37usize, 21usize),
+            (1, 5, 3),
+            (25, 64, 48),
+            (200, 70, 300),
+        ];
+        for &(rows, in_dim, out_dim) in &shapes {
+            let x = pseudo_random(rows * in_dim, 4);
+            let w = pseudo_random(out_dim * in_dim, 5);
+            let bias = pseudo_random(out_dim, 6);
+            let gelu = Epilogue::BiasAct {
+                bias: &bias,
+                act: Activation::Gelu,
+            };
+            let pairs = QuantLinear::with_layout(&w, out_dim, in_dim, Layout::Pairs).unwrap();
+            for &layout in &layouts {
+                let quads = QuantLinear::with_layout(&w, out_dim, in_dim, layout).unwrap();
+                assert_eq!(quads.layout(), layout);
+                for epilogue in [None, Some(&gelu)] {
+                    let mut want = vec![0f32; rows * out_dim];
+                    let mut got = vec![f32::NAN; rows * out_dim];
+                    pairs.forward(&x, &mut want, epilogue).unwrap();
+                    quads.forward(&x, &mut got, epilogue).unwrap();
+                    let same = want
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{layout:?} {rows}x{in_dim}x{out_dim}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_shapes_are_errors() {
         assert!(QuantLinear::new(&[0.0; 6], 4, 2).is_err());
-        let q = QuantLinear::new(&[0.0; 6], 3, 2).unwrap();
-        assert!(q.forward(&[0.0; 4], &mut [0.0; 5], None).is_err());
-        let short_bias = Epilogue::BiasAct {
-            bias: &[0.0; 2],
-            act: Activation::Relu,
-        };
-        assert!(q
-            .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
-            .is_err());
+        for layout in [Layout::Pairs, Layout::Quads { vnni: false }] {
+            let q = QuantLinear::with_layout(&[0.0; 6], 3, 2, layout).unwrap();
+            assert!(q.forward(&[0.0; 4], &mut [0.0; 5], None).is_err());
+            let short_bias = Epilogue::BiasAct {
+                bias: &[0.0; 2],
+                act: Activation::Relu,
+            };
+            assert!(q
+                .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
+                .is_err());
+        }
+        if !vnni_available() {
+            let vnni = Layout::Quads { vnni: true };
+            assert!(QuantLinear::with_layout(&[0.0; 6], 3, 2, vnni).is_err());
+        }
     }
 }

@@ -11,13 +11,15 @@ use rayon::prelude::*;
 
 use super::attention::{attention, Dims, Relative};
 use super::bf16;
+use super::bf16_dot::{self, Bf16DotLinear};
 use super::gemm::linear;
-use super::int8::QuantLinear;
+use super::int8::{Layout, QuantLinear};
 use super::rows::{self, Epilogue};
 use super::sgemm::PackedLinear;
 use super::{check_weight, simd_fn, View};
 use crate::activation::Activation;
 use crate::model::attention::AttentionContext;
+use crate::LinearFormat;
 use crate::{Error, Result};
 
 /// Rows per parallel task in the element-wise passes.
@@ -58,6 +60,9 @@ enum PreparedLinear {
     Int8(QuantLinear),
     /// f32 or bf16 panels for the AVX2 kernel.
     Packed(PackedLinear),
+    /// bf16 pairs for `vdpbf16ps` (CPUs with AVX512-BF16; its portable twin with
+    /// `DEBERTA_CPU_AVX512=portable`).
+    Bf16Dot(Bf16DotLinear),
     /// The weight rounded to bf16, kept as f32 `[out, in]` for the `gemm` crate (CPUs
     /// without the AVX2 kernel).
     Bf16Gemm {
@@ -88,12 +93,19 @@ impl PreparedLayer {
         .map(Some)
     }
 
-    /// Rounds the four weights to bf16 ([`super::bf16`]): packed for the AVX2 kernel where
-    /// this CPU runs it (unless `DEBERTA_CPU_PACKED=0`), else kept as f32 for the `gemm` crate.
+    /// Rounds the four weights to bf16 ([`super::bf16`]): packed in pairs for `vdpbf16ps` where
+    /// this CPU has AVX512-BF16 (unless `DEBERTA_CPU_AVX512=0`), else packed for the AVX2 kernel
+    /// where this CPU runs it (unless `DEBERTA_CPU_PACKED=0`), else kept as f32 for the `gemm`
+    /// crate.
     pub fn bf16(linears: [&Linear; 4]) -> Result<Self> {
+        let dot = bf16_dot::chosen();
         let packed = packed_kernel();
         Self::convert(linears, |w, out_dim, in_dim| {
-            if packed {
+            if dot {
+                Ok(PreparedLinear::Bf16Dot(Bf16DotLinear::new(
+                    w, out_dim, in_dim,
+                )?))
+            } else if packed {
                 Ok(PreparedLinear::Packed(PackedLinear::new_bf16(
                     w, out_dim, in_dim,
                 )?))
@@ -126,6 +138,22 @@ impl PreparedLayer {
     }
 }
 
+/// What the fast path multiplies the linear layers in `format` with on this CPU (a name for
+/// reports such as `deberta bench`'s).
+pub fn linear_kernel(format: LinearFormat) -> &'static str {
+    if super::disabled() {
+        return "candle (DEBERTA_CPU_FAST=0)";
+    }
+    match format {
+        LinearFormat::F32 if packed_kernel() => "avx2-fma packed f32",
+        LinearFormat::F32 => "gemm crate f32",
+        LinearFormat::Bf16 if bf16_dot::chosen() => bf16_dot::kernel(),
+        LinearFormat::Bf16 if packed_kernel() => "avx2-fma packed bf16",
+        LinearFormat::Bf16 => "gemm crate on bf16-rounded f32",
+        LinearFormat::Int8 => Layout::for_this_cpu().kernel(),
+    }
+}
+
 /// Whether the linear layers go through the packed AVX2 kernel: this CPU runs it and
 /// `DEBERTA_CPU_PACKED=0` does not turn it off.
 fn packed_kernel() -> bool {
@@ -142,16 +170,18 @@ fn project(
     prepared: Option<&PreparedLinear>,
     out: &mut [f32],
     epilogue: Option<&Epilogue>,
-    rounded: &mut Vec<f32>,
+    rounded: &mut Rounded,
 ) -> Result<()> {
+    let Rounded { values, pairs } = rounded;
     match prepared {
         Some(PreparedLinear::Packed(p)) if p.is_bf16() => {
-            p.forward(bf16::round_rows(x, p.in_dim(), rounded), out, epilogue)
+            p.forward(bf16::round_rows(x, p.in_dim(), values), out, epilogue)
         }
+        Some(PreparedLinear::Bf16Dot(d)) => d.forward(x, out, epilogue, pairs),
         Some(PreparedLinear::Packed(p)) => p.forward(x, out, epilogue),
         Some(PreparedLinear::Int8(q)) => q.forward(x, out, epilogue),
         Some(PreparedLinear::Bf16Gemm { weight, in_dim }) => {
-            let x = bf16::round_rows(x, *in_dim, rounded);
+            let x = bf16::round_rows(x, *in_dim, values);
             gemm_project(x, weight, *in_dim, out, epilogue)
         }
         None => {
@@ -185,7 +215,15 @@ pub struct LayerBuffers {
     attended: Vec<f32>,
     inner: Vec<f32>,
     /// The current linear layer's input rounded to bf16 (bf16 format only).
-    rounded: Vec<f32>,
+    rounded: Rounded,
+}
+
+/// A linear layer's input rounded to bf16: as f32 values (AVX2 and `gemm` crate paths) or as
+/// bf16 pairs (`vdpbf16ps`).
+#[derive(Default)]
+struct Rounded {
+    values: Vec<f32>,
+    pairs: Vec<u32>,
 }
 
 /// A linear layer's weight and bias as slices.

@@ -19,14 +19,18 @@
 //! same golden tests, and `tests/fast_path.rs` holds them to each other.
 
 mod attention;
+mod avx512;
 mod bf16;
+mod bf16_dot;
 mod gemm;
 pub mod int8;
 mod layer;
 mod rows;
 mod sgemm;
 
-pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, PreparedLayer};
+pub use layer::{
+    forward as layer_forward, linear_kernel, LayerBuffers, LayerParams, PreparedLayer,
+};
 
 use candle_core::{DType, Storage, Tensor, WithDType};
 
@@ -40,6 +44,28 @@ pub fn supports(hidden: &Tensor) -> bool {
 /// `DEBERTA_CPU_FAST=0` turns the fast path off (to compare against the candle path).
 fn disabled() -> bool {
     std::env::var("DEBERTA_CPU_FAST").is_ok_and(|v| v == "0")
+}
+
+/// How the AVX-512 linear-layer kernels (bf16 `vdpbf16ps`, int8 `vpdpbusd`) are used, from
+/// `DEBERTA_CPU_AVX512`, read when a model's linear format is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Avx512 {
+    /// Unset: where the CPU has them.
+    Auto,
+    /// `0`: never (to compare against the AVX2 or portable kernels on the same machine).
+    Off,
+    /// `portable`: their layouts on the kernels' portable twins, which give the same results
+    /// bit for bit, slowly, on any CPU (to test those paths end to end where the CPU lacks
+    /// the instructions).
+    Portable,
+}
+
+fn avx512_switch() -> Avx512 {
+    match std::env::var("DEBERTA_CPU_AVX512").as_deref() {
+        Ok("0") => Avx512::Off,
+        Ok("portable") => Avx512::Portable,
+        _ => Avx512::Auto,
+    }
 }
 
 /// A read lock on a contiguous CPU tensor's storage, from which its `&[T]` can be borrowed.
@@ -150,6 +176,35 @@ fn check_io(what: &str, x: &[f32], out: &[f32], in_dim: usize, out_dim: usize) -
         )));
     }
     Ok(rows)
+}
+
+/// Calls `tile(r0, tile_rows, panel)` once for every tile of `rows` rows (in tiles of up to
+/// `tile_rows`) x `panels` panels, in parallel tasks of `chunk_tiles` row tiles x
+/// `chunk_panels` panels; within a task, panel by panel (so a panel stays in cache while the
+/// task's rows pass it).
+fn for_each_tile(
+    (rows, tile_rows, chunk_tiles): (usize, usize, usize),
+    (panels, chunk_panels): (usize, usize),
+    tile: impl Fn(usize, usize, usize) + Sync,
+) {
+    use rayon::prelude::*;
+    let chunk_rows = tile_rows * chunk_tiles;
+    let row_chunks = rows.div_ceil(chunk_rows);
+    let panel_chunks = panels.div_ceil(chunk_panels);
+    (0..row_chunks * panel_chunks)
+        .into_par_iter()
+        .for_each(|task| {
+            let (rc, pc) = (task / panel_chunks, task % panel_chunks);
+            let row_end = ((rc + 1) * chunk_rows).min(rows);
+            for panel in pc * chunk_panels..((pc + 1) * chunk_panels).min(panels) {
+                let mut r0 = rc * chunk_rows;
+                while r0 < row_end {
+                    let n = (row_end - r0).min(tile_rows);
+                    tile(r0, n, panel);
+                    r0 += n;
+                }
+            }
+        });
 }
 
 /// A raw pointer that parallel tasks share to write disjoint parts of one buffer.

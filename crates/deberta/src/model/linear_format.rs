@@ -12,11 +12,13 @@ pub enum LinearFormat {
     #[default]
     F32,
     /// Weights and each call's inputs rounded to bf16 (nearest, ties to even), products
-    /// summed in f32; bias and activation in f32. On AVX2 CPUs the packed copy is half the
-    /// size of f32's; elsewhere the rounded weights are an extra f32 copy.
+    /// summed in f32; bias and activation in f32. On CPUs with AVX512-BF16 `vdpbf16ps`
+    /// multiplies them; on AVX2 CPUs the packed copy is half the size of f32's; elsewhere the
+    /// rounded weights are an extra f32 copy.
     Bf16,
     /// Dynamic int8: weights per output channel once, activations per token at each call,
-    /// exact integer sums.
+    /// exact integer sums (`vpdpbusd` on CPUs with AVX512-VNNI, else AVX2 or portable, all with
+    /// the same results).
     Int8,
 }
 
@@ -29,6 +31,12 @@ impl LinearFormat {
     /// This format's name in [`Self::NAMES`].
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
+    }
+
+    /// The kernel the CPU fast path multiplies this format's linear layers with on this CPU
+    /// (chosen at run time from its features and the `DEBERTA_CPU_*` switches), for reports.
+    pub fn cpu_kernel(self) -> &'static str {
+        crate::cpu::linear_kernel(self)
     }
 }
 

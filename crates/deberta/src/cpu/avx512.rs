@@ -1,0 +1,343 @@
+//! AVX-512 micro-kernels for the bf16 and int8 linear layers, each with a portable twin that
+//! gives bit-identical results:
+//! - [`bf16_tile`]: `vdpbf16ps` (AVX512-BF16), bf16 pairs multiplied and summed in f32;
+//! - [`int8_tile`]: `vpdpbusd` (AVX512-VNNI), u8 x i8 quads summed exactly in i32.
+//!
+//! A tile is up to [`MAX_ROWS`] input rows against [`COLS`] output columns, each row's sum
+//! held in two 16-lane registers (24 accumulators, 2 weight vectors and 1 broadcast of the 32
+//! zmm registers). The drivers ([`super::bf16_dot`], [`super::int8`]) cut the work into tiles
+//! and store them.
+//!
+//! This file uses nothing from the crate and only what `core` has (through `std::` paths), so
+//! that `tools/avx512-emu` can compile it into a freestanding binary and check the kernels
+//! against their twins under an emulator, on CPUs without these instructions.
+
+/// Output columns per tile (two 16-lane vectors).
+pub const COLS: usize = 32;
+/// Most input rows per tile.
+pub const MAX_ROWS: usize = 12;
+
+/// One tile's operands, as 32-bit groups: two bf16 values (the even `k` in the low half) or
+/// four 8-bit values (`k` ascending from the low byte).
+///
+/// - `a`: row `r`'s groups at `a + r * lda`, `groups` of them;
+/// - `b`: the weight panel, `[groups][COLS]` groups.
+#[derive(Clone, Copy)]
+pub struct Tile {
+    pub a: *const u32,
+    pub lda: usize,
+    pub rows: usize,
+    pub b: *const u32,
+    pub groups: usize,
+}
+
+/// The f32 with the bf16 `h` as its upper half, as `vdpbf16ps` reads it: subnormals as zero.
+#[inline(always)]
+fn bf16_input(h: u32) -> f32 {
+    let bits = (h & 0xffff) << 16;
+    if bits & 0x7f80_0000 == 0 {
+        f32::from_bits(bits & 0x8000_0000)
+    } else {
+        f32::from_bits(bits)
+    }
+}
+
+/// `acc + x · w` rounded once, subnormal results flushed to zero, as `vdpbf16ps` adds each
+/// product (a product of two bf16 is exact in f32, so the plain sum rounds as a fused one).
+#[inline(always)]
+fn bf16_step(acc: f32, x: f32, w: f32) -> f32 {
+    let sum = acc + x * w;
+    if sum != 0.0 && sum.abs() < f32::MIN_POSITIVE {
+        f32::from_bits(sum.to_bits() & 0x8000_0000)
+    } else {
+        sum
+    }
+}
+
+/// `out[r][c] = Σ_g` (odd `k` product, then even `k` product, each added to the running f32
+/// sum), for `r < rows`: what [`bf16_tile`] computes, in plain Rust.
+///
+/// # Safety
+/// `a` holds `rows` rows of `groups` groups (row stride `lda`), `b` `groups * COLS` groups.
+pub unsafe fn bf16_tile_portable(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+    for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+        for (c, o) in out_row.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for g in 0..t.groups {
+                let x = *t.a.add(r * t.lda + g);
+                let w = *t.b.add(g * COLS + c);
+                acc = bf16_step(acc, bf16_input(x >> 16), bf16_input(w >> 16));
+                acc = bf16_step(acc, bf16_input(x), bf16_input(w));
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// `out[r][c] = Σ_g Σ_i u8(a[r][g] byte i) · i8(b[g][c] byte i)` in wrapping i32 arithmetic,
+/// for `r < rows`: what [`int8_tile`] computes, in plain Rust.
+///
+/// # Safety
+/// As for [`bf16_tile_portable`].
+pub unsafe fn int8_tile_portable(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
+    for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+        for (c, o) in out_row.iter_mut().enumerate() {
+            let mut acc = 0i32;
+            for g in 0..t.groups {
+                let x = (*t.a.add(r * t.lda + g)).to_le_bytes();
+                let w = (*t.b.add(g * COLS + c)).to_le_bytes();
+                for (&xv, &wv) in x.iter().zip(&w) {
+                    acc = acc.wrapping_add(i32::from(xv) * i32::from(wv as i8));
+                }
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// Calls `kernel::<R>` with `R` = the tile's rows (1-12); a one-row tile runs as two rows
+/// ([`one_row_as_two`]).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($kernel:path, $t:expr, $out:expr) => {{
+        use $kernel as kernel;
+        match $t.rows {
+            12 => kernel::<12>($t, $out),
+            11 => kernel::<11>($t, $out),
+            10 => kernel::<10>($t, $out),
+            9 => kernel::<9>($t, $out),
+            8 => kernel::<8>($t, $out),
+            7 => kernel::<7>($t, $out),
+            6 => kernel::<6>($t, $out),
+            5 => kernel::<5>($t, $out),
+            4 => kernel::<4>($t, $out),
+            3 => kernel::<3>($t, $out),
+            2 => kernel::<2>($t, $out),
+            1 => kernel::<2>(&one_row_as_two($t), $out),
+            _ => {}
+        }
+    }};
+}
+
+/// [`bf16_tile_portable`] on `vdpbf16ps`.
+///
+/// # Safety
+/// The CPU has AVX512F and AVX512-BF16; `1 <= rows <= MAX_ROWS`; as for
+/// [`bf16_tile_portable`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn bf16_tile(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+    by_rows!(kernels::bf16, t, out)
+}
+
+/// [`int8_tile_portable`] on `vpdpbusd`.
+///
+/// # Safety
+/// The CPU has AVX512F and AVX512-VNNI; `1 <= rows <= MAX_ROWS`; as for
+/// [`int8_tile_portable`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub unsafe fn int8_tile(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
+    by_rows!(kernels::int8, t, out)
+}
+
+/// A one-row tile as a two-row tile that reads its row twice (the second result row is a
+/// copy). The one-row kernel would leave the weights as memory operands of `vdpbf16ps`, a form
+/// the emulator that checks these kernels (Bochs 2.8) computes wrongly; two rows load them into
+/// registers, and the extra row is free next to the weight loads.
+#[cfg(target_arch = "x86_64")]
+fn one_row_as_two(t: &Tile) -> Tile {
+    Tile {
+        lda: 0,
+        rows: 2,
+        ..*t
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernels {
+    use std::arch::x86_64::*;
+
+    use super::{Tile, COLS, MAX_ROWS};
+
+    /// `R` rows x 32 columns: per group, 2 weight loads and `R` broadcasts feed `2R`
+    /// `vdpbf16ps`.
+    ///
+    /// # Safety
+    /// As for [`super::bf16_tile`], with `rows == R`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    pub unsafe fn bf16<const R: usize>(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for g in 0..t.groups {
+            let w = t.b.add(g * COLS);
+            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.cast()));
+            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(16).cast()));
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = *t.a.add(r * t.lda + g) as i32;
+                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
+                acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, w0);
+                acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, w1);
+            }
+        }
+        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+            _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
+            _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+        }
+    }
+
+    /// `R` rows x 32 columns: per group, 2 weight loads and `R` broadcasts feed `2R`
+    /// `vpdpbusd` (u8 inputs x i8 weights).
+    ///
+    /// # Safety
+    /// As for [`super::int8_tile`], with `rows == R`.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
+    pub unsafe fn int8<const R: usize>(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for g in 0..t.groups {
+            let w = t.b.add(g * COLS);
+            let w0 = _mm512_loadu_si512(w.cast());
+            let w1 = _mm512_loadu_si512(w.add(16).cast());
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(*t.a.add(r * t.lda + g) as i32);
+                acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, w0);
+                acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, w1);
+            }
+        }
+        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+            _mm512_storeu_si512(out_row.as_mut_ptr().cast(), acc_row[0]);
+            _mm512_storeu_si512(out_row.as_mut_ptr().add(16).cast(), acc_row[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(n: usize, seed: u32) -> Vec<u32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                s
+            })
+            .collect()
+    }
+
+    /// bf16 pairs of values in about [-2, 2] (exponent 0x78..0x80, any sign and mantissa).
+    fn bf16_groups(n: usize, seed: u32) -> Vec<u32> {
+        let half = |v: u32| ((v & 0x807f) | (0x3c00 + ((v >> 8) % 9) * 0x80)) & 0xffff;
+        lcg(n, seed)
+            .into_iter()
+            .map(|v| half(v) | (half(v >> 16) << 16))
+            .collect()
+    }
+
+    fn tile(a: &[u32], lda: usize, rows: usize, b: &[u32], groups: usize) -> Tile {
+        assert!(a.len() >= (rows - 1) * lda + groups && b.len() >= groups * COLS);
+        Tile {
+            a: a.as_ptr(),
+            lda,
+            rows,
+            b: b.as_ptr(),
+            groups,
+        }
+    }
+
+    #[test]
+    fn portable_bf16_tile_is_the_dot_product_of_the_bf16_values() {
+        let (groups, lda) = (37, 40);
+        let a = bf16_groups(MAX_ROWS * lda, 1);
+        let b = bf16_groups(groups * COLS, 2);
+        let mut out = [[0f32; COLS]; MAX_ROWS];
+        unsafe { bf16_tile_portable(&tile(&a, lda, MAX_ROWS, &b, groups), &mut out) };
+        let value = |h: u32| f64::from(f32::from_bits((h & 0xffff) << 16));
+        let mut max = 0f64;
+        for (r, row) in out.iter().enumerate() {
+            for (c, &o) in row.iter().enumerate() {
+                let exact: f64 = (0..groups)
+                    .map(|g| {
+                        let (x, w) = (a[r * lda + g], b[g * COLS + c]);
+                        value(x) * value(w) + value(x >> 16) * value(w >> 16)
+                    })
+                    .sum();
+                max = max.max((f64::from(o) - exact).abs());
+            }
+        }
+        println!("portable bf16 tile vs f64: max |diff| {max:.3e}");
+        assert!(max < 1e-4, "{max}");
+    }
+
+    #[test]
+    fn portable_int8_tile_is_the_exact_dot_product() {
+        let (groups, lda) = (29, 31);
+        let a = lcg(MAX_ROWS * lda, 3);
+        let b = lcg(groups * COLS, 4);
+        let mut out = [[0i32; COLS]; MAX_ROWS];
+        unsafe { int8_tile_portable(&tile(&a, lda, MAX_ROWS, &b, groups), &mut out) };
+        for (r, row) in out.iter().enumerate() {
+            for (c, &o) in row.iter().enumerate() {
+                let exact: i64 = (0..groups)
+                    .flat_map(|g| {
+                        let x = a[r * lda + g].to_le_bytes();
+                        let w = b[g * COLS + c].to_le_bytes();
+                        (0..4).map(move |i| i64::from(x[i]) * i64::from(w[i] as i8))
+                    })
+                    .sum();
+                assert_eq!(i64::from(o), exact, "row {r} column {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_flushes_subnormal_inputs_and_results() {
+        assert_eq!(bf16_input(0x0001).to_bits(), 0);
+        assert_eq!(bf16_input(0x8001).to_bits(), 0x8000_0000);
+        assert_eq!(bf16_input(0x3f80), 1.0);
+        let tiny = f32::MIN_POSITIVE;
+        assert_eq!(bf16_step(0.0, tiny, 0.5).to_bits(), 0);
+        assert_eq!(bf16_step(0.0, -tiny, 0.5).to_bits(), 0x8000_0000);
+    }
+
+    /// The AVX-512 kernels equal their twins bit for bit, on every row count (only where the
+    /// CPU has them; `tools/avx512-emu` runs the same check under an emulator).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_kernels_equal_their_portable_twins() {
+        let bf16 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16");
+        let vnni = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni");
+        if !bf16 && !vnni {
+            println!("skipped: this CPU has neither AVX512-BF16 nor AVX512-VNNI");
+            return;
+        }
+        for (rows, groups) in (1..=MAX_ROWS).zip([1, 2, 5, 17, 64, 3, 128, 9, 31, 7, 384, 33]) {
+            let lda = groups + rows % 3;
+            let b = bf16_groups(groups * COLS, rows as u32);
+            let a = bf16_groups(rows * lda, 100 + rows as u32);
+            let t = tile(&a, lda, rows, &b, groups);
+            if bf16 {
+                let (mut want, mut got) = ([[0f32; COLS]; MAX_ROWS], [[0f32; COLS]; MAX_ROWS]);
+                unsafe {
+                    bf16_tile_portable(&t, &mut want);
+                    bf16_tile(&t, &mut got);
+                }
+                let bits = |o: &[[f32; COLS]; MAX_ROWS]| o.map(|row| row.map(f32::to_bits));
+                assert_eq!(
+                    bits(&want),
+                    bits(&got),
+                    "bf16, {rows} rows, {groups} groups"
+                );
+            }
+            if vnni {
+                let (mut want, mut got) = ([[0i32; COLS]; MAX_ROWS], [[0i32; COLS]; MAX_ROWS]);
+                unsafe {
+                    int8_tile_portable(&t, &mut want);
+                    int8_tile(&t, &mut got);
+                }
+                assert_eq!(want, got, "int8, {rows} rows, {groups} groups");
+            }
+        }
+    }
+}
