@@ -8,6 +8,10 @@ Run by hand with the reference environment (not in CI):
 
 Each measurement runs in its own process (so peak RSS is per system), and the systems alternate
 round by round on each shape, because single timings on shared machines move by +-30%.
+
+A deberta system with the suffix `:noavx512` (e.g. `deberta:noavx512,deberta-int8:noavx512`)
+runs with `DEBERTA_CPU_AVX512=0`, for a side-by-side A/B of the AVX-512 kernels on CPUs that
+have them; the header names the linear-layer kernel each deberta system ran.
 """
 import argparse
 import json
@@ -28,8 +32,21 @@ SYSTEMS = ["torch", "ort", "ort-int8", "deberta", "deberta-int8", "deberta-bf16"
 
 
 def deberta_dtype(system):
-    """`deberta-int8` -> int8, `deberta-bf16` -> bf16, `deberta` -> f32."""
-    return system.split("-", 1)[1] if "-" in system else "f32"
+    """`deberta-int8` -> int8, `deberta-bf16` -> bf16, `deberta` -> f32 (any `:` suffix ignored)."""
+    base = system.split(":", 1)[0]
+    return base.split("-", 1)[1] if "-" in base else "f32"
+
+
+def deberta_env(system):
+    """The environment of a deberta system's process: `:noavx512` turns the AVX-512 kernels off."""
+    env = dict(os.environ)
+    if system.endswith(":noavx512"):
+        env["DEBERTA_CPU_AVX512"] = "0"
+    return env
+
+
+# The linear-layer kernel each deberta system reported (`deberta bench`'s `linear_kernel`).
+KERNELS = {}
 
 GEOMETRY = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -120,8 +137,12 @@ def measure(system, model_dir, batch, seq, iters, warmup, threads, seed=1):
         cmd = [sys.executable, __file__, "worker", "--system", system, "--model", model_dir, "--batch",
                str(batch), "--seq", str(seq), "--iters", str(iters), "--warmup", str(warmup),
                "--threads", str(threads), "--seed", str(seed)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    env = deberta_env(system) if system.startswith("deberta") else None
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    if "linear_kernel" in report:
+        KERNELS[system] = report["linear_kernel"]
+    return report
 
 
 # Accuracy inputs: (batch, seq, seed). The first is the original 2x64 check (6 logits, so its
@@ -141,7 +162,7 @@ def logits_of(system, model_dir, threads, batch=2, seq=64, seed=1):
     out = os.path.join(WORK, "acc_out.safetensors")
     dtype = deberta_dtype(system)
     subprocess.run([BINARY, "forward", "--model", model_dir, "--input", path, "--output", out, "--dtype", dtype],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=deberta_env(system))
     from safetensors.numpy import load_file
     return load_file(out)["logits"]
 
@@ -222,7 +243,8 @@ def main():
             f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime "
             f"{onnxruntime.__version__}, deberta {subprocess.run([BINARY, '--version'], capture_output=True, text=True).stdout.strip()}.",
             f"Method: `benchmarks/compare.py --rounds {args.rounds} --iters {args.iters}`: each system in its own "
-            "process per (shape, round), systems alternating each round; medians over all timed iterations.", ""]
+            "process per (shape, round), systems alternating each round; medians over all timed iterations.",
+            "deberta linear-layer kernels: " + "; ".join(f"{s} {k}" for s, k in KERNELS.items()) + ".", ""]
     with open(args.out, "w") as f:
         f.write("\n".join(head + sections))
     print(open(args.out).read())

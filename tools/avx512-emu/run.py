@@ -3,8 +3,8 @@
 checks them against their portable twins (see README.md).
 
 Usage: python run.py [--binary PATH]
-Runs three emulations: Sapphire Rapids (bf16 and int8 kernels), Ice Lake (int8), and Ice Lake
-asked for the bf16 kernel, which must stop on an invalid-opcode fault (proof that the emulator
+Runs three emulations: Sapphire Rapids (f32, bf16 and int8 kernels), Ice Lake (f32 and int8),
+and Ice Lake asked for the bf16 kernel, which must stop on an invalid-opcode fault (proof that the emulator
 checks the instructions the kernels use). Exit status 0 when all three behave.
 """
 import argparse
@@ -17,8 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Bochs' cpudb index of each model (bochscpu's own default is Cannon Lake: AVX-512 without
 # VNNI or BF16).
 MODELS = {"icelake": 28, "sapphire_rapids": 30}
-# `run`'s mode: bit 0 checks the bf16 kernel, bit 1 the int8 one.
-BF16, INT8 = 1, 2
+# `run`'s mode: bit 0 checks the bf16 kernel, bit 1 the int8 one, bit 2 the f32 one.
+BF16, INT8, F32 = 1, 2, 4
 INVALID_OPCODE, GENERAL_PROTECTION = 6, 13
 SENTINEL = 0x7000_0000
 STACK_TOP = 0x6000_0000
@@ -124,9 +124,9 @@ def emulate(binary, mode):
     hook.exception = on_exception
     sess.run([hook])
     final = sess.cpu.state
-    magic, cases, bf16_bad, int8_bad, first_bad, s0, s1 = struct.unpack(
-        "<7Q", read(symbol(binary, "REPORT"), 56))
-    return stop, final.rax, magic, cases, bf16_bad, int8_bad, first_bad, (s0, s1)
+    magic, cases, bf16_bad, int8_bad, f32_bad, first_bad, s0, s1 = struct.unpack(
+        "<8Q", read(symbol(binary, "REPORT"), 64))
+    return stop, final.rax, magic, cases, (f32_bad, bf16_bad, int8_bad), first_bad, (s0, s1)
 
 
 def main():
@@ -139,8 +139,8 @@ def main():
     if args.child:
         return child(args)
     runs = [
-        ("sapphire_rapids", BF16 | INT8, False),
-        ("icelake", INT8, False),
+        ("sapphire_rapids", F32 | BF16 | INT8, False),
+        ("icelake", F32 | INT8, False),
         ("icelake", BF16, True),
     ]
     failed = [run for run in runs if respawn(args.binary, *run) != 0]
@@ -148,11 +148,12 @@ def main():
 
 
 def child(args):
-    stop, rax, magic, cases, bf16_bad, int8_bad, first_bad, sample = emulate(
+    stop, rax, magic, cases, (f32_bad, bf16_bad, int8_bad), first_bad, sample = emulate(
         args.binary, args.mode)
     finished = stop.get("rip") in (SENTINEL, SENTINEL + 1) and \
         stop.get("vector") == GENERAL_PROTECTION
-    what = " and ".join(n for n, bit in (("bf16", BF16), ("int8", INT8)) if args.mode & bit)
+    what = ", ".join(n for n, bit in (("f32", F32), ("bf16", BF16), ("int8", INT8))
+                     if args.mode & bit)
     if args.expect_invalid_opcode:
         ok = stop.get("vector") == INVALID_OPCODE
         print(f"{args.child}, {what} kernel: {'stopped on #UD, as it must' if ok else f'no #UD: {stop}'}")
@@ -161,7 +162,7 @@ def child(args):
         print(f"{args.child}: the run did not finish: stopped at {stop}, magic {magic:#x}")
         return 2
     print(f"{args.child}, {what} kernels: {cases} cases (1-12 rows x 9 group counts), "
-          f"mismatches: bf16 {bf16_bad}, int8 {int8_bad}; "
+          f"mismatches: f32 {f32_bad}, bf16 {bf16_bad}, int8 {int8_bad}; "
           f"sample sums {sample[0]:#018x} {sample[1]:#x}")
     if rax != 0:
         print(f"MISMATCH: first at rows={first_bad >> 32} groups={first_bad & 0xffffffff}")

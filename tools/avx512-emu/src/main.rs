@@ -24,6 +24,7 @@ pub struct Report {
     pub cases: u64,
     pub bf16_mismatches: u64,
     pub int8_mismatches: u64,
+    pub f32_mismatches: u64,
     /// The first mismatching case (`u64::MAX` if none): `rows << 32 | groups`.
     pub first_bad: u64,
     /// The bits of one bf16 result (kernel, twin) and one int8 result, from the last case,
@@ -37,6 +38,7 @@ pub static mut REPORT: Report = Report {
     cases: 0,
     bf16_mismatches: 0,
     int8_mismatches: 0,
+    f32_mismatches: 0,
     first_bad: u64::MAX,
     sample: [0; 2],
 };
@@ -56,7 +58,13 @@ fn bf16_pair(v: u32) -> u32 {
     half(v) | (half(v >> 16) << 16)
 }
 
-/// Runs every row count against several group counts; `mode` bit 0 checks bf16, bit 1 int8.
+/// f32 values in about [2^-15, 2^16], either sign (normal sums, as the twin's FMA needs).
+fn f32_bits(v: u32) -> u32 {
+    (v & 0x807f_ffff) | ((0x70 + (v >> 24) % 32) << 23)
+}
+
+/// Runs every row count against several group counts; `mode` bit 0 checks bf16, bit 1 int8,
+/// bit 2 f32.
 ///
 /// # Safety
 /// Called once, on one thread, on a CPU with the features `mode` names.
@@ -96,6 +104,22 @@ pub unsafe extern "C" fn run(mode: u64) -> u64 {
                 }
                 report.sample[1] = got[rows - 1][COLS - 1] as u32 as u64;
             }
+            if mode & 4 != 0 {
+                for v in a.iter_mut().take(rows * lda) {
+                    *v = f32_bits(*v);
+                }
+                for v in b.iter_mut().take(groups * COLS) {
+                    *v = f32_bits(*v);
+                }
+                let mut want = [[0f32; COLS]; MAX_ROWS];
+                let mut got = [[0f32; COLS]; MAX_ROWS];
+                avx512::f32_tile_portable(&t, &mut want);
+                avx512::f32_tile(&t, &mut got);
+                if !same_bits(&want[..rows], &got[..rows]) {
+                    report.f32_mismatches += 1;
+                    bad = true;
+                }
+            }
             if mode & 1 != 0 {
                 for v in a.iter_mut().take(rows * lda) {
                     *v = bf16_pair(*v);
@@ -107,12 +131,7 @@ pub unsafe extern "C" fn run(mode: u64) -> u64 {
                 let mut got = [[0f32; COLS]; MAX_ROWS];
                 avx512::bf16_tile_portable(&t, &mut want);
                 avx512::bf16_tile(&t, &mut got);
-                let same = want[..rows]
-                    .iter()
-                    .flatten()
-                    .zip(got[..rows].iter().flatten())
-                    .all(|(w, g)| w.to_bits() == g.to_bits());
-                if !same {
+                if !same_bits(&want[..rows], &got[..rows]) {
                     report.bf16_mismatches += 1;
                     bad = true;
                 }
@@ -125,7 +144,14 @@ pub unsafe extern "C" fn run(mode: u64) -> u64 {
             report.cases += 1;
         }
     }
-    report.bf16_mismatches + report.int8_mismatches
+    report.bf16_mismatches + report.int8_mismatches + report.f32_mismatches
+}
+
+fn same_bits(a: &[[f32; COLS]], b: &[[f32; COLS]]) -> bool {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[panic_handler]

@@ -1,5 +1,6 @@
-//! AVX-512 micro-kernels for the bf16 and int8 linear layers, each with a portable twin that
-//! gives bit-identical results:
+//! AVX-512 micro-kernels for the linear layers, each with a portable twin that gives
+//! bit-identical results:
+//! - [`f32_tile`]: `vfmadd231ps` (AVX512F), one fused multiply-add per input, in input order;
 //! - [`bf16_tile`]: `vdpbf16ps` (AVX512-BF16), bf16 pairs multiplied and summed in f32;
 //! - [`int8_tile`]: `vpdpbusd` (AVX512-VNNI), u8 x i8 quads summed exactly in i32.
 //!
@@ -17,8 +18,8 @@ pub const COLS: usize = 32;
 /// Most input rows per tile.
 pub const MAX_ROWS: usize = 12;
 
-/// One tile's operands, as 32-bit groups: two bf16 values (the even `k` in the low half) or
-/// four 8-bit values (`k` ascending from the low byte).
+/// One tile's operands, as 32-bit groups: one f32 (its bits), two bf16 values (the even `k` in
+/// the low half) or four 8-bit values (`k` ascending from the low byte).
 ///
 /// - `a`: row `r`'s groups at `a + r * lda`, `groups` of them;
 /// - `b`: the weight panel, `[groups][COLS]` groups.
@@ -29,6 +30,45 @@ pub struct Tile {
     pub rows: usize,
     pub b: *const u32,
     pub groups: usize,
+}
+
+/// `acc + x · w` rounded once (what `vfmadd231ps` computes, for results in f32's normal
+/// range), in `core` arithmetic: the product is exact in f64, the f64 sum's rounding error is
+/// recovered exactly (two-sum), and a sum that lands exactly halfway between two f32 values is
+/// moved one f64 step toward the true value before the final rounding.
+#[inline(always)]
+fn fma(acc: f32, x: f32, w: f32) -> f32 {
+    let (a, p) = (f64::from(acc), f64::from(x) * f64::from(w));
+    let s = a + p;
+    let b = s - a;
+    let err = (a - (s - b)) + (p - b);
+    // f32 keeps 23 of f64's 52 fraction bits: the low 29 bits decide the rounding, and a sum
+    // whose low bits are exactly 1 << 28 is a tie that `err` breaks.
+    let bits = s.to_bits();
+    if err != 0.0 && bits & ((1 << 29) - 1) == 1 << 28 {
+        let away_from_zero = (err > 0.0) == (s > 0.0);
+        let nudged = if away_from_zero { bits + 1 } else { bits - 1 };
+        return f64::from_bits(nudged) as f32;
+    }
+    s as f32
+}
+
+/// `out[r][c] = fma(... fma(fma(0, a[r][0], b[0][c]), a[r][1], b[1][c]) ...)` over the
+/// `groups` inputs in order, for `r < rows`: what [`f32_tile`] computes, in plain Rust.
+///
+/// # Safety
+/// `a` holds `rows` rows of `groups` f32 bit patterns (row stride `lda`), `b` `groups * COLS`.
+pub unsafe fn f32_tile_portable(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+    for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+        for (c, o) in out_row.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for g in 0..t.groups {
+                let x = f32::from_bits(*t.a.add(r * t.lda + g));
+                acc = fma(acc, x, f32::from_bits(*t.b.add(g * COLS + c)));
+            }
+            *o = acc;
+        }
+    }
 }
 
 /// The f32 with the bf16 `h` as its upper half, as `vdpbf16ps` reads it: subnormals as zero.
@@ -119,6 +159,16 @@ macro_rules! by_rows {
     }};
 }
 
+/// [`f32_tile_portable`] on `vfmadd231ps`.
+///
+/// # Safety
+/// The CPU has AVX512F; `1 <= rows <= MAX_ROWS`; as for [`f32_tile_portable`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn f32_tile(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+    by_rows!(kernels::f32, t, out)
+}
+
 /// [`bf16_tile_portable`] on `vdpbf16ps`.
 ///
 /// # Safety
@@ -159,6 +209,30 @@ mod kernels {
     use std::arch::x86_64::*;
 
     use super::{Tile, COLS, MAX_ROWS};
+
+    /// `R` rows x 32 columns: per input, 2 weight loads and `R` broadcasts feed `2R`
+    /// `vfmadd231ps`.
+    ///
+    /// # Safety
+    /// As for [`super::f32_tile`], with `rows == R`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn f32<const R: usize>(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for g in 0..t.groups {
+            let w = t.b.add(g * COLS).cast::<f32>();
+            let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(f32::from_bits(*t.a.add(r * t.lda + g)));
+                acc_row[0] = _mm512_fmadd_ps(x, w0, acc_row[0]);
+                acc_row[1] = _mm512_fmadd_ps(x, w1, acc_row[1]);
+            }
+        }
+        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+            _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
+            _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+        }
+    }
 
     /// `R` rows x 32 columns: per group, 2 weight loads and `R` broadcasts feed `2R`
     /// `vdpbf16ps`.
@@ -291,6 +365,28 @@ mod tests {
         }
     }
 
+    /// The f64 emulation of a fused multiply-add equals the hardware's (`f32::mul_add`), on
+    /// random values and on a sum whose f64 rounding lands exactly halfway between two f32.
+    #[test]
+    fn portable_fma_rounds_once() {
+        let vals = lcg(30_000, 11);
+        let f = |v: u32| f32::from_bits((v & 0x807f_ffff) | ((0x70 + (v >> 24) % 32) << 23));
+        for chunk in vals.chunks_exact(3) {
+            let (acc, x, w) = (f(chunk[0]), f(chunk[1]), f(chunk[2]));
+            assert_eq!(fma(acc, x, w).to_bits(), x.mul_add(w, acc).to_bits());
+        }
+        // (1 + 2^-23) + 2^-24 (1 - 2^-30): in f64 the 2^-54 is lost and the sum sits on the f32
+        // tie 1 + 2^-23 + 2^-24, which rounds to even (up); the true value is just below it.
+        let acc = 1.0 + f32::EPSILON;
+        let (x, w) = (
+            2f32.powi(-24) * (1.0 + 2f32.powi(-15)),
+            1.0 - 2f32.powi(-15),
+        );
+        let want = x.mul_add(w, acc);
+        assert_eq!(want, acc, "the true value rounds down");
+        assert_eq!(fma(acc, x, w).to_bits(), want.to_bits());
+    }
+
     #[test]
     fn bf16_flushes_subnormal_inputs_and_results() {
         assert_eq!(bf16_input(0x0001).to_bits(), 0);
@@ -306,10 +402,11 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx512_kernels_equal_their_portable_twins() {
-        let bf16 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16");
-        let vnni = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni");
-        if !bf16 && !vnni {
-            println!("skipped: this CPU has neither AVX512-BF16 nor AVX512-VNNI");
+        let f32s = is_x86_feature_detected!("avx512f");
+        let bf16 = f32s && is_x86_feature_detected!("avx512bf16");
+        let vnni = f32s && is_x86_feature_detected!("avx512vnni");
+        if !f32s {
+            println!("skipped: this CPU has no AVX-512");
             return;
         }
         for (rows, groups) in (1..=MAX_ROWS).zip([1, 2, 5, 17, 64, 3, 128, 9, 31, 7, 384, 33]) {
@@ -317,6 +414,13 @@ mod tests {
             let b = bf16_groups(groups * COLS, rows as u32);
             let a = bf16_groups(rows * lda, 100 + rows as u32);
             let t = tile(&a, lda, rows, &b, groups);
+            let (mut want, mut got) = ([[0f32; COLS]; MAX_ROWS], [[0f32; COLS]; MAX_ROWS]);
+            unsafe {
+                f32_tile_portable(&t, &mut want);
+                f32_tile(&t, &mut got);
+            }
+            let bits = |o: &[[f32; COLS]; MAX_ROWS]| o.map(|row| row.map(f32::to_bits));
+            assert_eq!(bits(&want)[..rows], bits(&got)[..rows], "f32, {rows} rows");
             if bf16 {
                 let (mut want, mut got) = ([[0f32; COLS]; MAX_ROWS], [[0f32; COLS]; MAX_ROWS]);
                 unsafe {
@@ -336,7 +440,11 @@ mod tests {
                     int8_tile_portable(&t, &mut want);
                     int8_tile(&t, &mut got);
                 }
-                assert_eq!(want, got, "int8, {rows} rows, {groups} groups");
+                assert_eq!(
+                    want[..rows],
+                    got[..rows],
+                    "int8, {rows} rows, {groups} groups"
+                );
             }
         }
     }

@@ -10,8 +10,8 @@ use candle_nn::{LayerNorm, Linear};
 use rayon::prelude::*;
 
 use super::attention::{attention, Dims, Relative};
+use super::avx512_linear::{self, Avx512Linear, Kind};
 use super::bf16;
-use super::bf16_dot::{self, Bf16DotLinear};
 use super::gemm::linear;
 use super::int8::{Layout, QuantLinear};
 use super::rows::{self, Epilogue};
@@ -60,9 +60,9 @@ enum PreparedLinear {
     Int8(QuantLinear),
     /// f32 or bf16 panels for the AVX2 kernel.
     Packed(PackedLinear),
-    /// bf16 pairs for `vdpbf16ps` (CPUs with AVX512-BF16; its portable twin with
+    /// f32 or bf16 panels for the AVX-512 kernels (their portable twins with
     /// `DEBERTA_CPU_AVX512=portable`).
-    Bf16Dot(Bf16DotLinear),
+    Avx512(Avx512Linear),
     /// The weight rounded to bf16, kept as f32 `[out, in]` for the `gemm` crate (CPUs
     /// without the AVX2 kernel).
     Bf16Gemm {
@@ -79,9 +79,18 @@ impl PreparedLayer {
         })
     }
 
-    /// Packs the four f32 weights for the AVX2 kernel, or `None` where this CPU cannot run it
-    /// (or `DEBERTA_CPU_PACKED=0` says not to).
+    /// Packs the four f32 weights for the AVX-512 kernel where the CPU has AVX512F (unless
+    /// `DEBERTA_CPU_AVX512=0`), else for the AVX2 kernel where this CPU runs it; `None` where
+    /// neither runs, or `DEBERTA_CPU_PACKED=0` says not to pack (the `gemm` crate then
+    /// multiplies the f32 weights as they are).
     pub fn packed_f32(linears: [&Linear; 4]) -> Result<Option<Self>> {
+        if avx512_packed(Kind::F32) {
+            return Self::convert(linears, |w, out_dim, in_dim| {
+                let linear = Avx512Linear::new(w, out_dim, in_dim, Kind::F32)?;
+                Ok(PreparedLinear::Avx512(linear))
+            })
+            .map(Some);
+        }
         if !packed_kernel() {
             return Ok(None);
         }
@@ -95,16 +104,15 @@ impl PreparedLayer {
 
     /// Rounds the four weights to bf16 ([`super::bf16`]): packed in pairs for `vdpbf16ps` where
     /// this CPU has AVX512-BF16 (unless `DEBERTA_CPU_AVX512=0`), else packed for the AVX2 kernel
-    /// where this CPU runs it (unless `DEBERTA_CPU_PACKED=0`), else kept as f32 for the `gemm`
+    /// where this CPU runs it, else (or with `DEBERTA_CPU_PACKED=0`) kept as f32 for the `gemm`
     /// crate.
     pub fn bf16(linears: [&Linear; 4]) -> Result<Self> {
-        let dot = bf16_dot::chosen();
+        let avx512 = avx512_packed(Kind::Bf16);
         let packed = packed_kernel();
         Self::convert(linears, |w, out_dim, in_dim| {
-            if dot {
-                Ok(PreparedLinear::Bf16Dot(Bf16DotLinear::new(
-                    w, out_dim, in_dim,
-                )?))
+            if avx512 {
+                let linear = Avx512Linear::new(w, out_dim, in_dim, Kind::Bf16)?;
+                Ok(PreparedLinear::Avx512(linear))
             } else if packed {
                 Ok(PreparedLinear::Packed(PackedLinear::new_bf16(
                     w, out_dim, in_dim,
@@ -145,9 +153,10 @@ pub fn linear_kernel(format: LinearFormat) -> &'static str {
         return "candle (DEBERTA_CPU_FAST=0)";
     }
     match format {
+        LinearFormat::F32 if avx512_packed(Kind::F32) => avx512_linear::kernel(Kind::F32),
         LinearFormat::F32 if packed_kernel() => "avx2-fma packed f32",
         LinearFormat::F32 => "gemm crate f32",
-        LinearFormat::Bf16 if bf16_dot::chosen() => bf16_dot::kernel(),
+        LinearFormat::Bf16 if avx512_packed(Kind::Bf16) => avx512_linear::kernel(Kind::Bf16),
         LinearFormat::Bf16 if packed_kernel() => "avx2-fma packed bf16",
         LinearFormat::Bf16 => "gemm crate on bf16-rounded f32",
         LinearFormat::Int8 => Layout::for_this_cpu().kernel(),
@@ -157,7 +166,18 @@ pub fn linear_kernel(format: LinearFormat) -> &'static str {
 /// Whether the linear layers go through the packed AVX2 kernel: this CPU runs it and
 /// `DEBERTA_CPU_PACKED=0` does not turn it off.
 fn packed_kernel() -> bool {
-    super::sgemm::available() && !std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
+    super::sgemm::available() && !packing_off()
+}
+
+/// Whether the `kind` linear layers go through the AVX-512 path ([`avx512_linear::chosen`])
+/// and `DEBERTA_CPU_PACKED=0` does not turn packing off.
+fn avx512_packed(kind: Kind) -> bool {
+    avx512_linear::chosen(kind) && !packing_off()
+}
+
+/// `DEBERTA_CPU_PACKED=0`: no packed f32 or bf16 weights; the `gemm` crate multiplies them.
+fn packing_off() -> bool {
+    std::env::var("DEBERTA_CPU_PACKED").is_ok_and(|v| v == "0")
 }
 
 /// `out = epilogue(x · wᵀ)` through the prepared copy when there is one (the packed and int8
@@ -177,7 +197,7 @@ fn project(
         Some(PreparedLinear::Packed(p)) if p.is_bf16() => {
             p.forward(bf16::round_rows(x, p.in_dim(), values), out, epilogue)
         }
-        Some(PreparedLinear::Bf16Dot(d)) => d.forward(x, out, epilogue, pairs),
+        Some(PreparedLinear::Avx512(a)) => a.forward(x, out, epilogue, pairs),
         Some(PreparedLinear::Packed(p)) => p.forward(x, out, epilogue),
         Some(PreparedLinear::Int8(q)) => q.forward(x, out, epilogue),
         Some(PreparedLinear::Bf16Gemm { weight, in_dim }) => {

@@ -7,8 +7,9 @@
 //! - runs every product on its own AVX2 GEMM ([`sgemm`]): the linear layers' weights packed
 //!   once, on first use, into the micro-kernel's layout, their inputs read in place, and the
 //!   per-head attention products' right operand packed per call, writing Q/K/V and each head's
-//!   context in place through strides instead of permuting copies (CPUs with AVX-512, or
-//!   without AVX2 + FMA, use the `gemm` crate, as candle does);
+//!   context in place through strides instead of permuting copies (CPUs with AVX-512 run the
+//!   linear layers on the 512-bit kernels of [`avx512`] through [`avx512_linear`] and [`int8`],
+//!   and the attention products on the `gemm` crate, as do CPUs without AVX2 + FMA);
 //! - applies bias + activation (and the Q/K/V biases and key scaling) to each GEMM tile as it
 //!   is stored ([`rows::Epilogue`]), and fuses bias + residual + LayerNorm, and
 //!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
@@ -20,8 +21,8 @@
 
 mod attention;
 mod avx512;
+mod avx512_linear;
 mod bf16;
-mod bf16_dot;
 mod gemm;
 pub mod int8;
 mod layer;
@@ -46,7 +47,8 @@ fn disabled() -> bool {
     std::env::var("DEBERTA_CPU_FAST").is_ok_and(|v| v == "0")
 }
 
-/// How the AVX-512 linear-layer kernels (bf16 `vdpbf16ps`, int8 `vpdpbusd`) are used, from
+/// How the AVX-512 linear-layer kernels (f32 `vfmadd231ps`, bf16 `vdpbf16ps`, int8 `vpdpbusd`)
+/// are used, from
 /// `DEBERTA_CPU_AVX512`, read when a model's linear format is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Avx512 {

@@ -37,8 +37,9 @@ const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 const CHUNK_PANELS: usize = 4;
 
 /// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
-/// AVX-512 CPUs the `gemm` crate's 512-bit kernels (its `x86-v4` feature, chosen at run time)
-/// have twice this kernel's peak, so they stay in use there.
+/// AVX-512 CPUs 512-bit kernels have twice this kernel's peak: the linear layers run on
+/// [`super::avx512`]'s, the attention products on the `gemm` crate's (its `x86-v4` feature,
+/// chosen at run time).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
