@@ -52,9 +52,23 @@ fn lcg(s: &mut u32) -> u32 {
     *s
 }
 
-/// Two bf16 values in about [-2, 2] (as in the kernel file's unit test).
-fn bf16_pair(v: u32) -> u32 {
-    let half = |v: u32| ((v & 0x807f) | (0x3c00 + ((v >> 8) % 9) * 0x80)) & 0xffff;
+/// Two bf16 values in about [-2, 2] (as in the kernel file's unit test), or, `tiny`, with
+/// exponents 57-68 (about 2^-70 to 2^-59, with a few subnormals: sums and products reach
+/// below f32's normal range, where the instruction flushes and fuses).
+fn bf16_pair(v: u32, tiny: bool) -> u32 {
+    let half = |v: u32| {
+        let exponent = if tiny {
+            // 0 (subnormal) once in 16, else 57-68.
+            if (v >> 4).is_multiple_of(16) {
+                0
+            } else {
+                57 + (v >> 8) % 12
+            }
+        } else {
+            0x78 + (v >> 8) % 9
+        };
+        ((v & 0x807f) | (exponent << 7)) & 0xffff
+    };
     half(v) | (half(v >> 16) << 16)
 }
 
@@ -121,11 +135,13 @@ pub unsafe extern "C" fn run(mode: u64) -> u64 {
                 }
             }
             if mode & 1 != 0 {
+                // Every other case on tiny values.
+                let tiny = report.cases % 2 == 1;
                 for v in a.iter_mut().take(rows * lda) {
-                    *v = bf16_pair(*v);
+                    *v = bf16_pair(lcg(&mut seed) ^ *v, tiny);
                 }
                 for v in b.iter_mut().take(groups * COLS) {
-                    *v = bf16_pair(*v);
+                    *v = bf16_pair(lcg(&mut seed) ^ *v, tiny);
                 }
                 let mut want = [[0f32; COLS]; MAX_ROWS];
                 let mut got = [[0f32; COLS]; MAX_ROWS];

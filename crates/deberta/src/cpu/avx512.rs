@@ -1,5 +1,6 @@
-//! AVX-512 micro-kernels for the linear layers, each with a portable twin that gives
-//! bit-identical results:
+//! AVX-512 micro-kernels for the linear layers, each with a portable twin that computes the
+//! same bits as the instruction's definition in Intel's SDM (bf16: real CPUs may round a pair's
+//! two products differently, so native tests hold the bf16 kernel to its twin within 1e-5):
 //! - [`f32_tile`]: `vfmadd231ps` (AVX512F), one fused multiply-add per input, in input order;
 //! - [`bf16_tile`]: `vdpbf16ps` (AVX512-BF16), bf16 pairs multiplied and summed in f32;
 //! - [`int8_tile`]: `vpdpbusd` (AVX512-VNNI), u8 x i8 quads summed exactly in i32.
@@ -32,25 +33,38 @@ pub struct Tile {
     pub groups: usize,
 }
 
-/// `acc + x · w` rounded once (what `vfmadd231ps` computes, for results in f32's normal
-/// range), in `core` arithmetic: the product is exact in f64, the f64 sum's rounding error is
-/// recovered exactly (two-sum), and a sum that lands exactly halfway between two f32 values is
-/// moved one f64 step toward the true value before the final rounding.
+/// `acc + x · w` rounded once, as `vfmadd231ps` computes it, in `core` arithmetic: the product
+/// is exact in f64, the f64 sum's rounding error is recovered exactly (two-sum), and when the
+/// f64 sum lands exactly halfway between two f32 values (where rounding it again would be
+/// wrong) the error decides between them.
 #[inline(always)]
 fn fma(acc: f32, x: f32, w: f32) -> f32 {
     let (a, p) = (f64::from(acc), f64::from(x) * f64::from(w));
     let s = a + p;
     let b = s - a;
     let err = (a - (s - b)) + (p - b);
-    // f32 keeps 23 of f64's 52 fraction bits: the low 29 bits decide the rounding, and a sum
-    // whose low bits are exactly 1 << 28 is a tie that `err` breaks.
-    let bits = s.to_bits();
-    if err != 0.0 && bits & ((1 << 29) - 1) == 1 << 28 {
-        let away_from_zero = (err > 0.0) == (s > 0.0);
-        let nudged = if away_from_zero { bits + 1 } else { bits - 1 };
-        return f64::from_bits(nudged) as f32;
+    let r = s as f32;
+    if err == 0.0 || !r.is_finite() {
+        return r;
     }
-    s as f32
+    // The f32 magnitudes on either side of |s|, and whether |s| is exactly between them.
+    let (mag, target) = (r.abs(), s.abs());
+    let (lo, hi) = if f64::from(mag) > target {
+        (f32::from_bits(mag.to_bits() - 1), mag)
+    } else {
+        (mag, f32::from_bits(mag.to_bits() + 1))
+    };
+    if (f64::from(lo) + f64::from(hi)) / 2.0 != target {
+        return r;
+    }
+    // The true magnitude is |s| plus `err` taken with `s`'s sign.
+    let bigger = (err > 0.0) == (s > 0.0);
+    let pick = if bigger { hi } else { lo };
+    if s < 0.0 {
+        -pick
+    } else {
+        pick
+    }
 }
 
 /// `out[r][c] = fma(... fma(fma(0, a[r][0], b[0][c]), a[r][1], b[1][c]) ...)` over the
@@ -82,11 +96,12 @@ fn bf16_input(h: u32) -> f32 {
     }
 }
 
-/// `acc + x · w` rounded once, subnormal results flushed to zero, as `vdpbf16ps` adds each
-/// product (a product of two bf16 is exact in f32, so the plain sum rounds as a fused one).
+/// `acc + x · w` rounded once, subnormal results flushed to zero: how the SDM specifies that
+/// `vdpbf16ps` adds each product (a fused multiply-add, so a product below f32's range still
+/// counts in full).
 #[inline(always)]
 fn bf16_step(acc: f32, x: f32, w: f32) -> f32 {
-    let sum = acc + x * w;
+    let sum = fma(acc, x, w);
     if sum != 0.0 && sum.abs() < f32::MIN_POSITIVE {
         f32::from_bits(sum.to_bits() & 0x8000_0000)
     } else {
@@ -385,6 +400,19 @@ mod tests {
         let want = x.mul_add(w, acc);
         assert_eq!(want, acc, "the true value rounds down");
         assert_eq!(fma(acc, x, w).to_bits(), want.to_bits());
+        // Results in the subnormal range, ties included.
+        let tiny = |v: u32| f32::from_bits((v & 0x807f_ffff) | ((v >> 24) % 4) << 23);
+        let scale = |v: u32| f32::from_bits((v & 0x807f_ffff) | ((0x3c + (v >> 24) % 8) << 23));
+        for chunk in vals.chunks_exact(3) {
+            let (acc, x, w) = (tiny(chunk[0]), scale(chunk[1]), scale(chunk[2]));
+            assert_eq!(fma(acc, x, w).to_bits(), x.mul_add(w, acc).to_bits());
+        }
+        let (acc, x, w) = (
+            f32::from_bits(0x007f_ffff),
+            1.0 + f32::EPSILON,
+            2f32.powi(-150),
+        );
+        assert_eq!(fma(acc, x, w).to_bits(), x.mul_add(w, acc).to_bits());
     }
 
     #[test]
@@ -395,6 +423,10 @@ mod tests {
         let tiny = f32::MIN_POSITIVE;
         assert_eq!(bf16_step(0.0, tiny, 0.5).to_bits(), 0);
         assert_eq!(bf16_step(0.0, -tiny, 0.5).to_bits(), 0x8000_0000);
+        // A product below f32's range still moves a sum it is added to (fused).
+        let acc = f32::MIN_POSITIVE * (1.0 + f32::EPSILON);
+        let (x, w) = (-f32::MIN_POSITIVE, f32::EPSILON / 2.0);
+        assert_eq!(bf16_step(acc, x, w).to_bits(), x.mul_add(w, acc).to_bits());
     }
 
     /// The AVX-512 kernels equal their twins bit for bit, on every row count (only where the
@@ -427,12 +459,15 @@ mod tests {
                     bf16_tile_portable(&t, &mut want);
                     bf16_tile(&t, &mut got);
                 }
-                let bits = |o: &[[f32; COLS]; MAX_ROWS]| o.map(|row| row.map(f32::to_bits));
-                assert_eq!(
-                    bits(&want),
-                    bits(&got),
-                    "bf16, {rows} rows, {groups} groups"
-                );
+                // Real CPUs need not follow the SDM's order of the two products' roundings
+                // (the emulator does, bit for bit): equal here to f32 summation error.
+                let worst = want[..rows]
+                    .iter()
+                    .flatten()
+                    .zip(got[..rows].iter().flatten())
+                    .map(|(w, g)| (w - g).abs() / w.abs().max(1.0))
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-5, "bf16, {rows} rows, {groups} groups: {worst}");
             }
             if vnni {
                 let (mut want, mut got) = ([[0i32; COLS]; MAX_ROWS], [[0i32; COLS]; MAX_ROWS]);

@@ -216,7 +216,7 @@ impl Kind {
     /// One weight group: an f32's bits, or up to two values rounded to a bf16 pair.
     fn group(self, values: &[f32]) -> u32 {
         match self {
-            Kind::F32 => values[0].to_bits(),
+            Kind::F32 => values.first().map_or(0, |v| v.to_bits()),
             Kind::Bf16 => bf16_pair(values),
         }
     }
@@ -239,7 +239,7 @@ impl SharedConst {
 /// is 0).
 #[inline(always)]
 fn bf16_pair(pair: &[f32]) -> u32 {
-    let lo = u32::from(to_bf16(pair[0]));
+    let lo = pair.first().map_or(0, |&v| u32::from(to_bf16(v)));
     let hi = pair.get(1).map_or(0, |&v| u32::from(to_bf16(v)));
     lo | hi << 16
 }
@@ -333,11 +333,21 @@ mod tests {
                     let mut kernel = vec![f32::NAN; rows * out_dim];
                     fast.forward(&x, &mut kernel, Some(&gelu), &mut pairs)
                         .unwrap();
-                    let same = kernel
+                    // f32: bit for bit. bf16: real CPUs need not round the two products of a
+                    // pair in the SDM's order, so equal to f32 summation error.
+                    let worst = kernel
                         .iter()
                         .zip(&fused)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{kind:?} kernel differs from its twin");
+                        .map(|(a, b)| match kind {
+                            Kind::F32 if a.to_bits() == b.to_bits() => 0.0,
+                            Kind::F32 => f32::INFINITY,
+                            Kind::Bf16 => (a - b).abs(),
+                        })
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst < 1e-5,
+                        "{kind:?} kernel differs from its twin: {worst}"
+                    );
                 } else {
                     println!("{kind:?}: no such AVX-512 here: checked the portable kernel only");
                 }

@@ -136,6 +136,7 @@ impl PreparedLayer {
             let w = l.weight().contiguous()?;
             let view = View::new(&w, name)?;
             convert(view.slice()?, out_dim, in_dim)
+                .map_err(|e| Error::Input(format!("{name}: {e}")))
         };
         Ok(Self {
             qkv: one(qkv, "attention.self.{query,key,value}_proj")?,
