@@ -15,13 +15,5 @@ fn every_golden_model_case_in_the_avx512_layout() {
     let kernel = LinearFormat::F32.cpu_kernel();
     assert!(kernel.contains("avx512"), "{kernel}");
     println!("f32 linear layers on: {kernel}");
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures_dir().join("models/manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let cases = manifest["cases"].as_array().unwrap();
-    assert!(cases.len() >= 24);
-    for case in cases {
-        common::golden_model_case(case["name"].as_str().unwrap());
-    }
+    common::every_golden_model_case();
 }

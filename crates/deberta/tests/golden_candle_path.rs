@@ -9,13 +9,5 @@ mod common;
 #[test]
 fn every_golden_model_case_on_the_candle_path() {
     std::env::set_var("DEBERTA_CPU_FAST", "0");
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures_dir().join("models/manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let cases = manifest["cases"].as_array().unwrap();
-    assert!(cases.len() >= 24);
-    for case in cases {
-        common::golden_model_case(case["name"].as_str().unwrap());
-    }
+    common::every_golden_model_case();
 }

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 use super::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
 use super::bf16::to_bf16;
 use super::rows::Epilogue;
-use super::{check_io, check_weight, for_each_tile, Avx512, SharedMut};
-use crate::{Error, Result};
+use super::{check_epilogue, check_io, check_weight, for_each_tile, Avx512, SharedMut};
+use crate::Result;
 
 /// Tiles of rows per parallel task (96 rows: 576 KiB of bf16 inputs at `in_dim` 3072).
 const CHUNK_TILES: usize = 8;
@@ -95,10 +95,11 @@ impl Avx512Linear {
 
     fn build(w: &[f32], (out_dim, in_dim): (usize, usize), kind: Kind, hw: bool) -> Result<Self> {
         check_weight(kind.what(), w, out_dim, in_dim)?;
-        let groups = match kind {
-            Kind::F32 => in_dim,
-            Kind::Bf16 => in_dim.div_ceil(2),
+        let group_size = match kind {
+            Kind::F32 => 1,
+            Kind::Bf16 => 2,
         };
+        let groups = in_dim.div_ceil(group_size);
         let mut packed = vec![0u32; out_dim.div_ceil(PANEL) * groups * PANEL];
         packed
             .par_chunks_mut(groups * PANEL)
@@ -106,7 +107,6 @@ impl Avx512Linear {
             .for_each(|(panel, dst)| {
                 for c in 0..PANEL.min(out_dim - panel * PANEL) {
                     let row = &w[(panel * PANEL + c) * in_dim..][..in_dim];
-                    let group_size = if kind == Kind::F32 { 1 } else { 2 };
                     for (g, values) in row.chunks(group_size).enumerate() {
                         dst[g * PANEL + c] = kind.group(values);
                     }
@@ -134,30 +134,25 @@ impl Avx512Linear {
     ) -> Result<()> {
         let what = self.kind.what();
         let rows = check_io(what, x, out, self.in_dim, self.out_dim)?;
-        if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
-            return Err(Error::Input(format!(
-                "{what}: the bias or activation does not fit {} output columns",
-                self.out_dim
-            )));
-        }
+        check_epilogue(what, epilogue, self.out_dim)?;
         if rows == 0 {
             return Ok(());
         }
         // The input as rows of `groups` 32-bit groups.
-        let a: *const u32 = match self.kind {
-            Kind::F32 => x.as_ptr().cast(),
+        let a: &[u32] = match self.kind {
+            // SAFETY: the same memory read as u32 bit patterns (same size and alignment).
+            Kind::F32 => unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) },
             Kind::Bf16 => {
                 round_pairs(x, self.in_dim, self.groups, pairs);
-                pairs.as_ptr()
+                pairs
             }
         };
-        let a = SharedConst(a);
         let dst = SharedMut(out.as_mut_ptr());
         let panels = self.out_dim.div_ceil(PANEL);
         let grid = (rows, TILE_ROWS, CHUNK_TILES);
         for_each_tile(grid, (panels, CHUNK_PANELS), |r0, tile_rows, panel| {
             let tile = Tile {
-                a: a.get().wrapping_add(r0 * self.groups),
+                a: a[r0 * self.groups..].as_ptr(),
                 lda: self.groups,
                 rows: tile_rows,
                 b: self.packed[panel * self.groups * PANEL..].as_ptr(),
@@ -219,19 +214,6 @@ impl Kind {
             Kind::F32 => values.first().map_or(0, |v| v.to_bits()),
             Kind::Bf16 => bf16_pair(values),
         }
-    }
-}
-
-/// A read-only input pointer the tile tasks share.
-#[derive(Clone, Copy)]
-struct SharedConst(*const u32);
-// SAFETY: the tasks only read through it, while the caller's input outlives them.
-unsafe impl Send for SharedConst {}
-unsafe impl Sync for SharedConst {}
-
-impl SharedConst {
-    fn get(self) -> *const u32 {
-        self.0
     }
 }
 

@@ -21,15 +21,15 @@ use rayon::prelude::*;
 
 use super::avx512::{self, Tile, COLS as QUAD_PANEL, MAX_ROWS as QUAD_TILE_ROWS};
 use super::rows::Epilogue;
-use super::{check_io, check_weight, for_each_tile, simd_fn, Avx512, SharedMut};
+use super::{check_epilogue, check_io, check_weight, for_each_tile, simd_fn, Avx512, SharedMut};
 use crate::{Error, Result};
 
 /// Output columns per weight panel.
 const PANEL: usize = 16;
 /// Token rows per micro-tile (12 accumulators + 2 weight registers + 1 broadcast = 15 ymm).
 const TILE_ROWS: usize = 6;
-/// Rows per parallel task (kept in L2 while the task sweeps its panels).
-const CHUNK_ROWS: usize = 16 * TILE_ROWS;
+/// Tiles of rows per parallel task (96 rows, kept in L2 while the task sweeps its panels).
+const CHUNK_TILES: usize = 16;
 /// Panels per parallel task.
 const CHUNK_PANELS: usize = 8;
 /// Quad layout: 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at
@@ -181,12 +181,7 @@ impl QuantLinear {
     /// (bias, activation), if any, applied to each tile as it is stored.
     pub fn forward(&self, x: &[f32], out: &mut [f32], epilogue: Option<&Epilogue>) -> Result<()> {
         let rows = check_io("int8", x, out, self.in_dim, self.out_dim)?;
-        if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
-            return Err(Error::Input(format!(
-                "int8 linear: the bias or activation does not fit {} output columns",
-                self.out_dim
-            )));
-        }
+        check_epilogue("int8 linear", epilogue, self.out_dim)?;
         if rows == 0 {
             return Ok(());
         }
@@ -203,7 +198,7 @@ impl QuantLinear {
         Ok(())
     }
 
-    /// The pair layout: one task per block of rows x panels of 16.
+    /// The pair layout: tiles of up to 6 rows x 16 columns ([`for_each_tile`]).
     fn forward_pairs(
         &self,
         x: &[f32],
@@ -216,26 +211,17 @@ impl QuantLinear {
         let stride = 2 * pairs;
         let mut qx = vec![0i16; rows * stride];
         let row_params = quantize_rows(&mut qx, x, self.in_dim, stride, quantize_row);
-        let panels = self.out_dim.div_ceil(PANEL);
-        let row_chunks = rows.div_ceil(CHUNK_ROWS);
-        let panel_chunks = panels.div_ceil(CHUNK_PANELS);
         let dst = SharedMut(out.as_mut_ptr());
-        (0..row_chunks * panel_chunks)
-            .into_par_iter()
-            .for_each(|task| {
-                let (rc, pc) = (task / panel_chunks, task % panel_chunks);
-                let row_range = rc * CHUNK_ROWS..((rc + 1) * CHUNK_ROWS).min(rows);
-                let panel_range = pc * CHUNK_PANELS..((pc + 1) * CHUNK_PANELS).min(panels);
-                let a = PairRows {
-                    qx: &qx,
-                    params: &row_params,
-                    pairs,
-                    packed,
-                };
-                // SAFETY: this task writes only rows `row_range` x the columns of its panels;
-                // the epilogue fits `out_dim`.
-                unsafe { self.chunk(&a, row_range, panel_range, dst, epilogue) };
-            });
+        let panels = self.out_dim.div_ceil(PANEL);
+        let grid = (rows, TILE_ROWS, CHUNK_TILES);
+        for_each_tile(grid, (panels, CHUNK_PANELS), |r0, tile_rows, panel| {
+            let weights = &packed[panel * pairs * 2 * PANEL..][..pairs * 2 * PANEL];
+            let a = &qx[r0 * stride..(r0 + tile_rows) * stride];
+            let target = self.tile_out(dst, (r0, tile_rows), (panel, PANEL), &row_params, epilogue);
+            // SAFETY: `for_each_tile` hands each tile to one call only; its rows x columns lie
+            // inside the `[rows, out_dim]` output; the epilogue fits.
+            unsafe { dot_tile(a, stride, weights, pairs, &target) };
+        });
     }
 
     /// The quad layout: tiles of up to 12 rows x 32 columns ([`for_each_tile`]).
@@ -271,17 +257,13 @@ impl QuantLinear {
             // SAFETY: `qx` holds the tile's rows of `quads` groups and `packed` the panel's
             // `quads x 32`; `vnni` was checked against the CPU when the weights were packed.
             unsafe { quad_tile(&tile, &mut acc, vnni) };
-            let col0 = panel * QUAD_PANEL;
-            let target = TileOut {
-                out: dst.get().wrapping_add(r0 * self.out_dim + col0),
-                ldc: self.out_dim,
-                col0,
-                cols: (self.out_dim - col0).min(QUAD_PANEL),
-                rows: &row_params[r0..r0 + tile_rows],
-                sums: &self.sums[col0..col0 + QUAD_PANEL],
-                scales: &self.scales[col0..col0 + QUAD_PANEL],
+            let target = self.tile_out(
+                dst,
+                (r0, tile_rows),
+                (panel, QUAD_PANEL),
+                &row_params,
                 epilogue,
-            };
+            );
             for (r, acc_row) in acc.iter().enumerate().take(tile_rows) {
                 // SAFETY: `for_each_tile` hands each tile to one call only; its rows x
                 // columns lie inside the `[rows, out_dim]` output; the epilogue fits.
@@ -290,51 +272,28 @@ impl QuantLinear {
         });
     }
 
-    /// One task of the pair layout: every 6-row tile of `row_range` against every panel of
-    /// `panel_range`.
-    ///
-    /// # Safety
-    /// `dst` must point to a `[rows, out_dim]` buffer of which this call's block is written by
-    /// no one else, and the epilogue must fit `out_dim`.
-    unsafe fn chunk(
-        &self,
-        a: &PairRows,
-        row_range: std::ops::Range<usize>,
-        panel_range: std::ops::Range<usize>,
+    /// Where the tile of rows `r0..r0 + n` x panel `panel` (of `width` columns) of the
+    /// `[rows, out_dim]` output at `dst` goes.
+    fn tile_out<'a>(
+        &'a self,
         dst: SharedMut,
-        epilogue: Option<&Epilogue>,
-    ) {
-        let stride = 2 * a.pairs;
-        for panel in panel_range {
-            let weights = &a.packed[panel * a.pairs * 2 * PANEL..][..a.pairs * 2 * PANEL];
-            let col0 = panel * PANEL;
-            let mut r0 = row_range.start;
-            while r0 < row_range.end {
-                let tile = (row_range.end - r0).min(TILE_ROWS);
-                let rows = &a.qx[r0 * stride..(r0 + tile) * stride];
-                let target = TileOut {
-                    out: dst.get().add(r0 * self.out_dim + col0),
-                    ldc: self.out_dim,
-                    col0,
-                    cols: (self.out_dim - col0).min(PANEL),
-                    rows: &a.params[r0..r0 + tile],
-                    sums: &self.sums[col0..col0 + PANEL],
-                    scales: &self.scales[col0..col0 + PANEL],
-                    epilogue,
-                };
-                dot_tile(rows, stride, weights, a.pairs, &target);
-                r0 += tile;
-            }
+        (r0, n): (usize, usize),
+        (panel, width): (usize, usize),
+        row_params: &'a [RowParams],
+        epilogue: Option<&'a Epilogue<'a>>,
+    ) -> TileOut<'a> {
+        let col0 = panel * width;
+        TileOut {
+            out: dst.get().wrapping_add(r0 * self.out_dim + col0),
+            ldc: self.out_dim,
+            col0,
+            cols: (self.out_dim - col0).min(width),
+            rows: &row_params[r0..r0 + n],
+            sums: &self.sums[col0..col0 + width],
+            scales: &self.scales[col0..col0 + width],
+            epilogue,
         }
     }
-}
-
-/// The pair layout's quantised inputs and packed weights, as one task reads them.
-struct PairRows<'a> {
-    qx: &'a [i16],
-    params: &'a [RowParams],
-    pairs: usize,
-    packed: &'a [i8],
 }
 
 /// `w`'s int8 values `q [out_dim, in_dim]` as `[panels][pairs][16][2]`, zero-padded.

@@ -79,51 +79,47 @@ impl PreparedLayer {
         })
     }
 
-    /// Packs the four f32 weights for the AVX-512 kernel where the CPU has AVX512F (unless
-    /// `DEBERTA_CPU_AVX512=0`), else for the AVX2 kernel where this CPU runs it; `None` where
-    /// neither runs, or `DEBERTA_CPU_PACKED=0` says not to pack (the `gemm` crate then
-    /// multiplies the f32 weights as they are).
+    /// Packs the four f32 weights for the kernel [`packing`] picks; `None` where it picks
+    /// none (the `gemm` crate then multiplies the f32 weights as they are).
     pub fn packed_f32(linears: [&Linear; 4]) -> Result<Option<Self>> {
-        if avx512_packed(Kind::F32) {
-            return Self::convert(linears, |w, out_dim, in_dim| {
-                let linear = Avx512Linear::new(w, out_dim, in_dim, Kind::F32)?;
-                Ok(PreparedLinear::Avx512(linear))
-            })
-            .map(Some);
-        }
-        if !packed_kernel() {
+        let packing = packing(Kind::F32);
+        if packing == Packing::None {
             return Ok(None);
         }
         Self::convert(linears, |w, out_dim, in_dim| {
-            Ok(PreparedLinear::Packed(PackedLinear::new(
-                w, out_dim, in_dim,
-            )?))
+            Ok(match packing {
+                Packing::Avx512 => {
+                    PreparedLinear::Avx512(Avx512Linear::new(w, out_dim, in_dim, Kind::F32)?)
+                }
+                Packing::Avx2 | Packing::None => {
+                    PreparedLinear::Packed(PackedLinear::new(w, out_dim, in_dim)?)
+                }
+            })
         })
         .map(Some)
     }
 
-    /// Rounds the four weights to bf16 ([`super::bf16`]): packed in pairs for `vdpbf16ps` where
-    /// this CPU has AVX512-BF16 (unless `DEBERTA_CPU_AVX512=0`), else packed for the AVX2 kernel
-    /// where this CPU runs it, else (or with `DEBERTA_CPU_PACKED=0`) kept as f32 for the `gemm`
-    /// crate.
+    /// Rounds the four weights to bf16 ([`super::bf16`]): packed for the kernel [`packing`]
+    /// picks (bf16 pairs for `vdpbf16ps`, or bf16 panels for the AVX2 kernel), else kept as
+    /// f32 for the `gemm` crate.
     pub fn bf16(linears: [&Linear; 4]) -> Result<Self> {
-        let avx512 = avx512_packed(Kind::Bf16);
-        let packed = packed_kernel();
+        let packing = packing(Kind::Bf16);
         Self::convert(linears, |w, out_dim, in_dim| {
-            if avx512 {
-                let linear = Avx512Linear::new(w, out_dim, in_dim, Kind::Bf16)?;
-                Ok(PreparedLinear::Avx512(linear))
-            } else if packed {
-                Ok(PreparedLinear::Packed(PackedLinear::new_bf16(
-                    w, out_dim, in_dim,
-                )?))
-            } else {
-                check_weight("bf16 linear", w, out_dim, in_dim)?;
-                Ok(PreparedLinear::Bf16Gemm {
-                    weight: w.iter().map(|&v| bf16::round(v)).collect(),
-                    in_dim,
-                })
-            }
+            Ok(match packing {
+                Packing::Avx512 => {
+                    PreparedLinear::Avx512(Avx512Linear::new(w, out_dim, in_dim, Kind::Bf16)?)
+                }
+                Packing::Avx2 => {
+                    PreparedLinear::Packed(PackedLinear::new_bf16(w, out_dim, in_dim)?)
+                }
+                Packing::None => {
+                    check_weight("bf16 linear", w, out_dim, in_dim)?;
+                    PreparedLinear::Bf16Gemm {
+                        weight: w.iter().map(|&v| bf16::round(v)).collect(),
+                        in_dim,
+                    }
+                }
+            })
         })
     }
 
@@ -153,27 +149,43 @@ pub fn linear_kernel(format: LinearFormat) -> &'static str {
     if super::disabled() {
         return "candle (DEBERTA_CPU_FAST=0)";
     }
-    match format {
-        LinearFormat::F32 if avx512_packed(Kind::F32) => avx512_linear::kernel(Kind::F32),
-        LinearFormat::F32 if packed_kernel() => "avx2-fma packed f32",
-        LinearFormat::F32 => "gemm crate f32",
-        LinearFormat::Bf16 if avx512_packed(Kind::Bf16) => avx512_linear::kernel(Kind::Bf16),
-        LinearFormat::Bf16 if packed_kernel() => "avx2-fma packed bf16",
-        LinearFormat::Bf16 => "gemm crate on bf16-rounded f32",
-        LinearFormat::Int8 => Layout::for_this_cpu().kernel(),
+    let kind = match format {
+        LinearFormat::F32 => Kind::F32,
+        LinearFormat::Bf16 => Kind::Bf16,
+        LinearFormat::Int8 => return Layout::for_this_cpu().kernel(),
+    };
+    match (packing(kind), kind) {
+        (Packing::Avx512, _) => avx512_linear::kernel(kind),
+        (Packing::Avx2, Kind::F32) => "avx2-fma packed f32",
+        (Packing::Avx2, Kind::Bf16) => "avx2-fma packed bf16",
+        (Packing::None, Kind::F32) => "gemm crate f32",
+        (Packing::None, Kind::Bf16) => "gemm crate on bf16-rounded f32",
     }
 }
 
-/// Whether the linear layers go through the packed AVX2 kernel: this CPU runs it and
-/// `DEBERTA_CPU_PACKED=0` does not turn it off.
-fn packed_kernel() -> bool {
-    super::sgemm::available() && !packing_off()
+/// Which packed copy the f32 or bf16 linear layers get.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Packing {
+    /// For the AVX-512 kernels ([`avx512_linear`]).
+    Avx512,
+    /// For the AVX2 kernel ([`super::sgemm`]).
+    Avx2,
+    /// None: the `gemm` crate multiplies the (rounded) f32 weights.
+    None,
 }
 
-/// Whether the `kind` linear layers go through the AVX-512 path ([`avx512_linear::chosen`])
-/// and `DEBERTA_CPU_PACKED=0` does not turn packing off.
-fn avx512_packed(kind: Kind) -> bool {
-    avx512_linear::chosen(kind) && !packing_off()
+/// The AVX-512 kernels where [`avx512_linear::chosen`], else the AVX2 kernel where this CPU
+/// runs it, else none; none with `DEBERTA_CPU_PACKED=0`.
+fn packing(kind: Kind) -> Packing {
+    if packing_off() {
+        Packing::None
+    } else if avx512_linear::chosen(kind) {
+        Packing::Avx512
+    } else if super::sgemm::available() {
+        Packing::Avx2
+    } else {
+        Packing::None
+    }
 }
 
 /// `DEBERTA_CPU_PACKED=0`: no packed f32 or bf16 weights; the `gemm` crate multiplies them.

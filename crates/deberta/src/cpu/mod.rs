@@ -209,6 +209,16 @@ fn for_each_tile(
         });
 }
 
+/// Checks that a prepared linear layer's `epilogue`, if any, fits its `out_dim` columns.
+fn check_epilogue(what: &str, epilogue: Option<&rows::Epilogue>, out_dim: usize) -> Result<()> {
+    if epilogue.is_some_and(|e| !e.fits(out_dim)) {
+        return Err(Error::Input(format!(
+            "{what}: the bias or activation does not fit {out_dim} output columns"
+        )));
+    }
+    Ok(())
+}
+
 /// A raw pointer that parallel tasks share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);

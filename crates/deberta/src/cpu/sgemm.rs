@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::bf16;
 use super::rows::Epilogue;
-use super::{check_io, check_weight, MatRef, SharedMut};
+use super::{check_epilogue, check_io, check_weight, MatRef, SharedMut};
 use crate::{Error, Result};
 
 /// 8-lane vectors per panel row.
@@ -115,12 +115,7 @@ impl PackedLinear {
                 "{what}: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
             )));
         }
-        if epilogue.is_some_and(|e| !e.fits(self.out_dim)) {
-            return Err(Error::Input(format!(
-                "{what}: the bias or activation does not fit {} output columns",
-                self.out_dim
-            )));
-        }
+        check_epilogue(what, epilogue, self.out_dim)?;
         if rows > 0 {
             self.multiply(x, rows, out, epilogue);
         }

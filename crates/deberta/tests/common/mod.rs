@@ -111,3 +111,17 @@ pub fn golden_model_case(name: &str) {
     }
     println!("{name}: worst max |diff| over all tensors = {worst:.3e}");
 }
+
+/// Runs every case `fixtures/models/manifest.json` lists through [`golden_model_case`] (for the
+/// tests that repeat them all under another setting).
+pub fn every_golden_model_case() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("models/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = manifest["cases"].as_array().unwrap();
+    assert!(cases.len() >= 24);
+    for case in cases {
+        golden_model_case(case["name"].as_str().unwrap());
+    }
+}
