@@ -41,8 +41,9 @@ fn int8_outputs_stay_close_to_transformers_f32() {
         assert!(d8 < INT8_ATOL, "{name}: int8 {d8}");
         assert!(d8 > d32, "{name}: int8 path not taken");
 
-        // Every int8 kernel gives the same exact sums, so the same outputs bit for bit: the
-        // pair layout (AVX2 or portable) and the quad layout (`vpdpbusd`, or its portable twin).
+        // Every int8 kernel gives the same exact sums, so the same outputs bit for bit:
+        // `vpdpbusd` (where the CPU has AVX512-VNNI; `0` rules it out), `vpmaddubsw` (AVX2) and
+        // plain Rust (`portable`).
         let want = int8_out.last_hidden_state.flatten_all().unwrap();
         let want = want.to_vec1::<f32>().unwrap();
         for setting in ["0", "portable"] {

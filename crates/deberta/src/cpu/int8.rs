@@ -3,46 +3,47 @@
 //! Weights are quantised once, symmetric per output channel (`w ≈ s_n · q`, `q ∈ [-127, 127]`);
 //! activations are quantised at each call, asymmetric per token row (`x ≈ s_m · (q - z_m)`,
 //! `q ∈ [0, 255]`, the range always holding 0, so post-GELU rows keep all 256 levels). The
-//! products are summed exactly in i32 (`vpmaddwd` on values widened to i16 as they are loaded:
-//! 16 multiply-adds per AVX2 instruction, twice the f32 FMA rate, and no `vpmaddubsw`
-//! saturation), the zero point is
-//! removed through each channel's weight sum, and the result is scaled back to f32.
+//! products are summed exactly in i32, the zero point is removed through each channel's weight
+//! sum, and the result is scaled back to f32.
 //!
-//! Two weight layouts, chosen once per CPU ([`Layout`]); both give the same exact sums, so the
-//! same outputs bit for bit:
-//! - pairs (AVX2, or plain Rust): panels of 16 output columns; within a panel, for each pair of
-//!   inputs `k, k+1`, 16 `(q[n, k], q[n, k+1])` i8 pairs, so one 128-bit load, widened, feeds 8
-//!   columns; inputs as i16;
-//! - quads (AVX512-VNNI, [`super::avx512::int8_tile`]): panels of 32 output columns; within a
-//!   panel, for each group of 4 inputs, 32 groups of 4 i8 (one 512-bit load per 16 columns);
-//!   inputs as u8, 4 per broadcast, multiplied and summed by `vpdpbusd` with no saturation.
+//! **Pair-bounded weights.** Each channel's scale is set so that for every pair of inputs
+//! `k = 2j, 2j + 1` the weights of one sign sum to at most 128 in magnitude
+//! ([`quantize_weight_row`]). Then no pair of u8 x i8 products leaves the i16 range
+//! (255 · 128 = 32640), so AVX2's `vpmaddubsw` sums them exactly: 32 multiply-adds per
+//! instruction with no saturation, where `vpmaddwd` on widened values did 16. On random
+//! weights the scale is ~1.3x that of `max |w| / 127` (`benchmarks/int8_sim.py`); 7-bit
+//! weights (what `vpmaddubsw` needs without the pair bound) would double it.
+//!
+//! One weight layout: panels of 32 output columns; within a panel, for each group of 4 inputs,
+//! 32 groups of 4 i8 (`k` ascending from the low byte); inputs as u8, 4 per 32-bit broadcast.
+//! Three kernels read it ([`Kernel`]), and all three compute the same exact sums, so the same
+//! outputs bit for bit: AVX512-VNNI `vpdpbusd` ([`super::avx512::int8_tile`]), AVX2
+//! `vpmaddubsw` ([`avx2::tile`]) and plain Rust ([`super::avx512::int8_tile_portable`]).
 
 use rayon::prelude::*;
 
-use super::avx512::{self, Tile, COLS as QUAD_PANEL, MAX_ROWS as QUAD_TILE_ROWS};
+use super::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
 use super::rows::Epilogue;
 use super::{check_epilogue, check_io, check_weight, for_each_tile, simd_fn, Avx512, SharedMut};
 use crate::{Error, Result};
 
-/// Output columns per weight panel.
-const PANEL: usize = 16;
-/// Token rows per micro-tile (12 accumulators + 2 weight registers + 1 broadcast = 15 ymm).
-const TILE_ROWS: usize = 6;
-/// Tiles of rows per parallel task (96 rows, kept in L2 while the task sweeps its panels).
-const CHUNK_TILES: usize = 16;
-/// Panels per parallel task.
-const CHUNK_PANELS: usize = 8;
-/// Quad layout: 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at
-/// `in_dim` 3072, in L2).
-const QUAD_CHUNK_TILES: usize = 8;
-/// Quad layout: panels of 32 columns per parallel task.
-const QUAD_CHUNK_PANELS: usize = 4;
+/// 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at `in_dim` 3072, in L2).
+const CHUNK_TILES: usize = 8;
+/// Panels of 32 columns per parallel task.
+const CHUNK_PANELS: usize = 4;
+/// The most a pair of quantised weights of one sign may sum to in magnitude: with u8 inputs
+/// (at most 255) a pair's products then stay inside i16, as `vpmaddubsw` needs.
+const PAIR_BOUND: i32 = 128;
 
-/// An `nn.Linear` weight `[out, in]` quantised to int8.
+/// An `nn.Linear` weight `[out, in]` quantised to int8, packed for [`Kernel`].
 pub struct QuantLinear {
     in_dim: usize,
     out_dim: usize,
-    weights: Weights,
+    /// Groups of 4 inputs (`in_dim` rounded up).
+    quads: usize,
+    /// `[panels][quads][32]` groups of 4 i8, zero-padded.
+    packed: Vec<u32>,
+    kernel: Kernel,
     /// Per output channel (padded with 1 to whole panels).
     scales: Vec<f32>,
     /// `Σ_k q[n, k]` per output channel, to remove the activations' zero point (padded with 0
@@ -50,40 +51,48 @@ pub struct QuantLinear {
     sums: Vec<i32>,
 }
 
-/// Which weight layout and kernel a [`QuantLinear`] uses.
+/// Which instructions sum a [`QuantLinear`]'s products (the same sums on each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// Input pairs, i16 inputs: AVX2 `vpmaddwd`, or plain Rust.
-    Pairs,
-    /// Input quads, u8 inputs: AVX512-VNNI `vpdpbusd` where `vnni`, else its portable twin
-    /// (which only the tests choose).
-    Quads { vnni: bool },
+pub enum Kernel {
+    /// AVX512-VNNI `vpdpbusd`: 64 multiply-adds per instruction.
+    Vnni,
+    /// AVX2 `vpmaddubsw` + `vpmaddwd` + `vpaddd`: 32 multiply-adds per 3 instructions.
+    Avx2,
+    /// Plain Rust (the other two's twin, for CPUs with neither).
+    Portable,
 }
 
-impl Layout {
-    /// Quads on `vpdpbusd` where the CPU has AVX512-VNNI, else pairs; `DEBERTA_CPU_AVX512`
-    /// (`0`: pairs; `portable`: quads on the portable kernel) overrides it.
+impl Kernel {
+    /// `vpdpbusd` where the CPU has AVX512-VNNI, else `vpmaddubsw` where it has AVX2, else
+    /// plain Rust. `DEBERTA_CPU_AVX512=0` rules out VNNI; `=portable` chooses plain Rust.
     pub fn for_this_cpu() -> Self {
         match super::avx512_switch() {
-            Avx512::Off => Layout::Pairs,
-            Avx512::Portable => Layout::Quads { vnni: false },
-            Avx512::Auto if vnni_available() => Layout::Quads { vnni: true },
-            Avx512::Auto => Layout::Pairs,
+            Avx512::Portable => Kernel::Portable,
+            Avx512::Auto if vnni_available() => Kernel::Vnni,
+            _ if avx2_available() => Kernel::Avx2,
+            _ => Kernel::Portable,
         }
     }
 
     /// The kernel's name, for reports.
-    pub fn kernel(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
-            Layout::Quads { vnni: true } => "avx512-vnni vpdpbusd",
-            Layout::Quads { vnni: false } => "portable int8 (quads)",
-            Layout::Pairs if avx2_available() => "avx2 vpmaddwd",
-            Layout::Pairs => "portable int8",
+            Kernel::Vnni => "avx512-vnni vpdpbusd",
+            Kernel::Avx2 => "avx2 vpmaddubsw",
+            Kernel::Portable => "portable int8",
+        }
+    }
+
+    fn runs_here(self) -> bool {
+        match self {
+            Kernel::Vnni => vnni_available(),
+            Kernel::Avx2 => avx2_available(),
+            Kernel::Portable => true,
         }
     }
 }
 
-/// Whether the pair layout's AVX2 tile runs here.
+/// Whether [`avx2::tile`] can run here.
 fn avx2_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -108,73 +117,43 @@ fn vnni_available() -> bool {
     }
 }
 
-enum Weights {
-    /// `[panels][pairs][16 columns][2]`.
-    Pairs { pairs: usize, packed: Vec<i8> },
-    /// `[panels][quads][32 columns]` groups of 4 i8, `k` ascending from the low byte.
-    Quads {
-        quads: usize,
-        packed: Vec<u32>,
-        vnni: bool,
-    },
-}
-
 impl QuantLinear {
-    /// Quantises `w [out_dim, in_dim]` (row-major) in this CPU's layout.
+    /// Quantises `w [out_dim, in_dim]` (row-major) for this CPU's kernel.
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
-        Self::with_layout(w, out_dim, in_dim, Layout::for_this_cpu())
+        Self::with_kernel(w, out_dim, in_dim, Kernel::for_this_cpu())
     }
 
-    /// Quantises `w [out_dim, in_dim]` in `layout` (an error for VNNI quads on a CPU without
-    /// AVX512-VNNI).
-    pub fn with_layout(w: &[f32], out_dim: usize, in_dim: usize, layout: Layout) -> Result<Self> {
+    /// Quantises `w [out_dim, in_dim]` for `kernel` (an error where the CPU lacks its
+    /// instructions).
+    pub fn with_kernel(w: &[f32], out_dim: usize, in_dim: usize, kernel: Kernel) -> Result<Self> {
         check_weight("int8", w, out_dim, in_dim)?;
-        if layout == (Layout::Quads { vnni: true }) && !vnni_available() {
-            return Err(Error::Input(
-                "int8: this CPU has no AVX512-VNNI for the quad layout".into(),
-            ));
+        if !kernel.runs_here() {
+            return Err(Error::Input(format!(
+                "int8: this CPU lacks the instructions of the {} kernel",
+                kernel.name()
+            )));
         }
-        let panel = match layout {
-            Layout::Pairs => PANEL,
-            Layout::Quads { .. } => QUAD_PANEL,
-        };
-        let padded = out_dim.div_ceil(panel) * panel;
+        let padded = out_dim.div_ceil(PANEL) * PANEL;
         let mut scales = vec![1f32; padded];
         let mut sums = vec![0i32; padded];
         let mut q = vec![0i8; out_dim * in_dim];
-        for (n, (row, q_row)) in w
-            .chunks_exact(in_dim)
-            .zip(q.chunks_exact_mut(in_dim))
-            .enumerate()
-        {
-            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-            scales[n] = s;
-            for (qv, v) in q_row.iter_mut().zip(row) {
-                *qv = (v / s).round().clamp(-127.0, 127.0) as i8;
-                sums[n] += i32::from(*qv);
-            }
-        }
-        let weights = match layout {
-            Layout::Pairs => pack_pairs(&q, out_dim, in_dim),
-            Layout::Quads { vnni } => pack_quads(&q, out_dim, in_dim, vnni),
-        };
+        q.par_chunks_mut(in_dim)
+            .zip(w.par_chunks(in_dim))
+            .zip(scales.par_iter_mut().zip(sums.par_iter_mut()))
+            .for_each(|((q_row, row), (scale, sum))| {
+                *scale = quantize_weight_row(row, q_row);
+                *sum = q_row.iter().map(|&v| i32::from(v)).sum();
+            });
+        let (quads, packed) = pack_quads(&q, out_dim, in_dim);
         Ok(Self {
             in_dim,
             out_dim,
-            weights,
+            quads,
+            packed,
+            kernel,
             scales,
             sums,
         })
-    }
-
-    /// The layout the weights were packed in.
-    #[cfg(test)]
-    fn layout(&self) -> Layout {
-        match self.weights {
-            Weights::Pairs { .. } => Layout::Pairs,
-            Weights::Quads { vnni, .. } => Layout::Quads { vnni },
-        }
     }
 
     /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` through int8 values, then the `epilogue`
@@ -185,146 +164,113 @@ impl QuantLinear {
         if rows == 0 {
             return Ok(());
         }
-        match &self.weights {
-            Weights::Pairs { pairs, packed } => {
-                self.forward_pairs(x, rows, out, epilogue, *pairs, packed)
-            }
-            Weights::Quads {
-                quads,
-                packed,
-                vnni,
-            } => self.forward_quads(x, rows, out, epilogue, (*quads, packed), *vnni),
-        }
-        Ok(())
-    }
-
-    /// The pair layout: tiles of up to 6 rows x 16 columns ([`for_each_tile`]).
-    fn forward_pairs(
-        &self,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-        epilogue: Option<&Epilogue>,
-        pairs: usize,
-        packed: &[i8],
-    ) {
-        let stride = 2 * pairs;
-        let mut qx = vec![0i16; rows * stride];
-        let row_params = quantize_rows(&mut qx, x, self.in_dim, stride, quantize_row);
+        let quads = self.quads;
+        let mut qx = vec![0u32; rows * quads];
+        let row_params = quantize_rows(as_bytes_mut(&mut qx), x, self.in_dim, 4 * quads);
         let dst = SharedMut(out.as_mut_ptr());
         let panels = self.out_dim.div_ceil(PANEL);
         let grid = (rows, TILE_ROWS, CHUNK_TILES);
         for_each_tile(grid, (panels, CHUNK_PANELS), |r0, tile_rows, panel| {
-            let weights = &packed[panel * pairs * 2 * PANEL..][..pairs * 2 * PANEL];
-            let a = &qx[r0 * stride..(r0 + tile_rows) * stride];
-            let target = self.tile_out(dst, (r0, tile_rows), (panel, PANEL), &row_params, epilogue);
-            // SAFETY: `for_each_tile` hands each tile to one call only; its rows x columns lie
-            // inside the `[rows, out_dim]` output; the epilogue fits.
-            unsafe { dot_tile(a, stride, weights, pairs, &target) };
-        });
-    }
-
-    /// The quad layout: tiles of up to 12 rows x 32 columns ([`for_each_tile`]).
-    fn forward_quads(
-        &self,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-        epilogue: Option<&Epilogue>,
-        (quads, packed): (usize, &[u32]),
-        vnni: bool,
-    ) {
-        let mut qx = vec![0u32; rows * quads];
-        let row_params = quantize_rows(
-            as_bytes_mut(&mut qx),
-            x,
-            self.in_dim,
-            4 * quads,
-            quantize_row_u8,
-        );
-        let dst = SharedMut(out.as_mut_ptr());
-        let panels = self.out_dim.div_ceil(QUAD_PANEL);
-        let grid = (rows, QUAD_TILE_ROWS, QUAD_CHUNK_TILES);
-        for_each_tile(grid, (panels, QUAD_CHUNK_PANELS), |r0, tile_rows, panel| {
             let tile = Tile {
                 a: qx[r0 * quads..].as_ptr(),
                 lda: quads,
                 rows: tile_rows,
-                b: packed[panel * quads * QUAD_PANEL..].as_ptr(),
+                b: self.packed[panel * quads * PANEL..].as_ptr(),
                 groups: quads,
             };
-            let mut acc = [[0i32; QUAD_PANEL]; QUAD_TILE_ROWS];
+            let mut acc = [[0i32; PANEL]; TILE_ROWS];
             // SAFETY: `qx` holds the tile's rows of `quads` groups and `packed` the panel's
-            // `quads x 32`; `vnni` was checked against the CPU when the weights were packed.
-            unsafe { quad_tile(&tile, &mut acc, vnni) };
-            let target = self.tile_out(
-                dst,
-                (r0, tile_rows),
-                (panel, QUAD_PANEL),
-                &row_params,
-                epilogue,
-            );
-            for (r, acc_row) in acc.iter().enumerate().take(tile_rows) {
-                // SAFETY: `for_each_tile` hands each tile to one call only; its rows x
-                // columns lie inside the `[rows, out_dim]` output; the epilogue fits.
-                unsafe { target.store_row(r, acc_row) };
-            }
+            // `quads x 32`; the kernel was checked against the CPU when the weights were
+            // packed, and their pair bound holds (`quantize_weight_row`).
+            unsafe { sum_tile(&tile, &mut acc, self.kernel) };
+            let target = self.tile_out(dst, (r0, tile_rows), panel, &row_params, epilogue);
+            // SAFETY: `for_each_tile` hands each tile to one call only; its rows x columns
+            // lie inside the `[rows, out_dim]` output; the epilogue fits.
+            unsafe { store_tile(&target, &acc) };
         });
+        Ok(())
     }
 
-    /// Where the tile of rows `r0..r0 + n` x panel `panel` (of `width` columns) of the
-    /// `[rows, out_dim]` output at `dst` goes.
+    /// Where the tile of rows `r0..r0 + n` x panel `panel` of the `[rows, out_dim]` output at
+    /// `dst` goes.
     fn tile_out<'a>(
         &'a self,
         dst: SharedMut,
         (r0, n): (usize, usize),
-        (panel, width): (usize, usize),
+        panel: usize,
         row_params: &'a [RowParams],
         epilogue: Option<&'a Epilogue<'a>>,
     ) -> TileOut<'a> {
-        let col0 = panel * width;
+        let col0 = panel * PANEL;
         TileOut {
             out: dst.get().wrapping_add(r0 * self.out_dim + col0),
             ldc: self.out_dim,
             col0,
-            cols: (self.out_dim - col0).min(width),
+            cols: (self.out_dim - col0).min(PANEL),
             rows: &row_params[r0..r0 + n],
-            sums: &self.sums[col0..col0 + width],
-            scales: &self.scales[col0..col0 + width],
+            sums: &self.sums[col0..col0 + PANEL],
+            scales: &self.scales[col0..col0 + PANEL],
             epilogue,
         }
     }
 }
 
-/// `w`'s int8 values `q [out_dim, in_dim]` as `[panels][pairs][16][2]`, zero-padded.
-fn pack_pairs(q: &[i8], out_dim: usize, in_dim: usize) -> Weights {
-    let pairs = in_dim.div_ceil(2);
-    let mut packed = vec![0i8; out_dim.div_ceil(PANEL) * pairs * 2 * PANEL];
+/// Quantises one output channel's weights into `q` and returns their scale `s` (`row ≈ s · q`).
+///
+/// `s` is the largest magnitude of a pair's same-sign weights, `max_j max(Σ w⁺, Σ w⁻)` over
+/// the pairs `k = 2j, 2j + 1`, divided by 127 (it is at least `max |w| / 127`, since a
+/// weight's own sign bucket holds it). Each rounded value moves by at most 0.5, so a pair's
+/// same-sign values sum to at most 128 in magnitude ([`PAIR_BOUND`]); a last pass enforces that
+/// bound outright, so the kernels' exactness does not hang on float rounding.
+fn quantize_weight_row(row: &[f32], q: &mut [i8]) -> f32 {
+    let bound = row.chunks(2).fold(0f32, |m, pair| {
+        let (pos, neg) = pair.iter().fold((0f32, 0f32), |(p, n), &v| {
+            (p + v.max(0.0), n + (-v).max(0.0))
+        });
+        m.max(pos).max(neg)
+    });
+    let s = if bound > 0.0 && bound.is_finite() {
+        bound / 127.0
+    } else {
+        1.0
+    };
+    for (qv, &v) in q.iter_mut().zip(row) {
+        // `as` maps NaN to 0.
+        *qv = (v / s).round().clamp(-127.0, 127.0) as i8;
+    }
+    for pair in q.chunks_mut(2) {
+        enforce_pair_bound(pair);
+    }
+    s
+}
+
+/// Shrinks the larger of a pair's same-sign values until their magnitudes sum to at most
+/// [`PAIR_BOUND`].
+fn enforce_pair_bound(pair: &mut [i8]) {
+    if let [a, b] = pair {
+        let (ia, ib) = (i32::from(*a), i32::from(*b));
+        let excess = (ia.abs() + ib.abs() - PAIR_BOUND).max(0);
+        if excess > 0 && ia.signum() == ib.signum() {
+            let larger = if ia.abs() >= ib.abs() { a } else { b };
+            let shrunk = i32::from(*larger) - larger.signum() as i32 * excess;
+            *larger = shrunk as i8;
+        }
+    }
+}
+
+/// `q [out_dim, in_dim]` as `[panels][quads][32]` groups of 4, zero-padded; returns `quads`
+/// and the packed values.
+fn pack_quads(q: &[i8], out_dim: usize, in_dim: usize) -> (usize, Vec<u32>) {
+    let quads = in_dim.div_ceil(4);
+    let mut packed = vec![0u32; out_dim.div_ceil(PANEL) * quads * PANEL];
+    let bytes = as_bytes_mut(&mut packed);
     for (n, row) in q.chunks_exact(in_dim).enumerate() {
         let (panel, col) = (n / PANEL, n % PANEL);
         for (k, &v) in row.iter().enumerate() {
-            packed[(panel * pairs + k / 2) * 2 * PANEL + col * 2 + k % 2] = v;
+            bytes[((panel * quads + k / 4) * PANEL + col) * 4 + k % 4] = v as u8;
         }
     }
-    Weights::Pairs { pairs, packed }
-}
-
-/// `q [out_dim, in_dim]` as `[panels][quads][32]` groups of 4, zero-padded.
-fn pack_quads(q: &[i8], out_dim: usize, in_dim: usize, vnni: bool) -> Weights {
-    let quads = in_dim.div_ceil(4);
-    let mut packed = vec![0u32; out_dim.div_ceil(QUAD_PANEL) * quads * QUAD_PANEL];
-    let bytes = as_bytes_mut(&mut packed);
-    for (n, row) in q.chunks_exact(in_dim).enumerate() {
-        let (panel, col) = (n / QUAD_PANEL, n % QUAD_PANEL);
-        for (k, &v) in row.iter().enumerate() {
-            bytes[((panel * quads + k / 4) * QUAD_PANEL + col) * 4 + k % 4] = v as u8;
-        }
-    }
-    Weights::Quads {
-        quads,
-        packed,
-        vnni,
-    }
+    (quads, packed)
 }
 
 /// The bytes of `v` (groups of 4 values, in memory order).
@@ -334,16 +280,20 @@ fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
 }
 
-/// One quad tile on `vpdpbusd` or on its portable twin.
+/// One tile's exact sums on `kernel`.
 ///
 /// # Safety
-/// As for [`avx512::int8_tile`] (its CPU features only when `vnni`).
-unsafe fn quad_tile(tile: &Tile, acc: &mut [[i32; QUAD_PANEL]; QUAD_TILE_ROWS], vnni: bool) {
+/// As for [`avx512::int8_tile`] (its CPU features only for [`Kernel::Vnni`], AVX2 for
+/// [`Kernel::Avx2`]), and every same-sign pair of weights within [`PAIR_BOUND`] for
+/// [`Kernel::Avx2`].
+unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
     #[cfg(target_arch = "x86_64")]
-    if vnni {
-        return avx512::int8_tile(tile, acc);
+    match kernel {
+        Kernel::Vnni => return avx512::int8_tile(tile, acc),
+        Kernel::Avx2 => return avx2::tile(tile, acc),
+        Kernel::Portable => {}
     }
-    let _ = vnni;
+    let _ = kernel;
     avx512::int8_tile_portable(tile, acc);
 }
 
@@ -355,7 +305,7 @@ struct TileOut<'a> {
     col0: usize,
     cols: usize,
     rows: &'a [RowParams],
-    /// The panel's weight sums and scales (16 or 32).
+    /// The panel's 32 weight sums and scales.
     sums: &'a [i32],
     scales: &'a [f32],
     epilogue: Option<&'a Epilogue<'a>>,
@@ -370,7 +320,7 @@ impl TileOut<'_> {
     #[inline(always)]
     unsafe fn store_row(&self, r: usize, acc: &[i32]) {
         let RowParams { scale, zero } = self.rows[r];
-        let mut vals = [0f32; QUAD_PANEL];
+        let mut vals = [0f32; PANEL];
         for (((v, &a), &sum), &col_scale) in
             vals.iter_mut().zip(acc).zip(self.sums).zip(self.scales)
         {
@@ -384,6 +334,34 @@ impl TileOut<'_> {
     }
 }
 
+/// Stores every row of a tile through `target`, compiled for AVX2 + FMA where the CPU has them
+/// (the epilogue's GELU is most of the work).
+///
+/// # Safety
+/// As for [`TileOut::store_row`], for each of the target's rows.
+unsafe fn store_tile(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
+    #[inline(always)]
+    unsafe fn body(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
+        for (r, acc_row) in acc.iter().enumerate().take(target.rows.len()) {
+            target.store_row(r, acc_row);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
+            body(target, acc)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `avx2` is compiled for; the rows as the caller
+            // guarantees.
+            return avx2(target, acc);
+        }
+    }
+    body(target, acc)
+}
+
 /// One token row's quantisation: `x ≈ scale · (q - zero)`.
 #[derive(Clone, Copy)]
 struct RowParams {
@@ -391,15 +369,9 @@ struct RowParams {
     zero: i32,
 }
 
-/// Per-row asymmetric quantisation of `x [rows, in_dim]` into `q`'s rows of `stride` values
-/// (the padding left 0), in parallel, by `quantize` ([`quantize_row`] or [`quantize_row_u8`]).
-fn quantize_rows<T: Send>(
-    q: &mut [T],
-    x: &[f32],
-    in_dim: usize,
-    stride: usize,
-    quantize: fn(&mut [T], &[f32]) -> RowParams,
-) -> Vec<RowParams> {
+/// Per-row asymmetric quantisation of `x [rows, in_dim]` into `q`'s rows of `stride` u8 (the
+/// padding left 0), in parallel.
+fn quantize_rows(q: &mut [u8], x: &[f32], in_dim: usize, stride: usize) -> Vec<RowParams> {
     let rows = x.len() / in_dim;
     let mut params = vec![
         RowParams {
@@ -412,7 +384,7 @@ fn quantize_rows<T: Send>(
         .zip(params.par_iter_mut())
         .zip(x.par_chunks(in_dim))
         .with_min_len(8)
-        .for_each(|((q_row, p), x_row)| *p = quantize(q_row, x_row));
+        .for_each(|((q_row, p), x_row)| *p = quantize_row(q_row, x_row));
     params
 }
 
@@ -452,19 +424,8 @@ fn level(v: f32, inv: f32, zero: f32) -> f32 {
 }
 
 simd_fn! {
-/// Quantises one row to `[0, 255]`, as i16 (the pair layout).
-fn quantize_row(q_row: &mut [i16], x_row: &[f32]) -> RowParams {
-    let (params, inv, zero) = row_quantisation(x_row);
-    for (qv, &v) in q_row.iter_mut().zip(x_row) {
-        *qv = level(v, inv, zero) as i16;
-    }
-    params
-}
-}
-
-simd_fn! {
-/// Quantises one row to `[0, 255]`, as u8 (the quad layout).
-fn quantize_row_u8(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
+/// Quantises one row to `[0, 255]`.
+fn quantize_row(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
     let (params, inv, zero) = row_quantisation(x_row);
     for (qv, &v) in q_row.iter_mut().zip(x_row) {
         *qv = level(v, inv, zero) as u8;
@@ -473,90 +434,127 @@ fn quantize_row_u8(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
 }
 }
 
-/// `Σ_k a[r, k] · w[c, k]` for the tile's rows of `a` (row stride `stride`) against one
-/// packed panel, stored through `target`.
-///
-/// # Safety
-/// As for [`TileOut::store_row`], for every row of the tile.
-unsafe fn dot_tile(a: &[i16], stride: usize, panel: &[i8], pairs: usize, target: &TileOut) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2_available() {
-            // SAFETY: AVX2 is present; `a` holds the tile's rows of `stride >= 2 * pairs`
-            // values and `panel` holds `pairs * 32` values (checked by the callers' slicing).
-            match target.rows.len() {
-                6 => avx2::tile::<6>(a, stride, panel, pairs, target),
-                5 => avx2::tile::<5>(a, stride, panel, pairs, target),
-                4 => avx2::tile::<4>(a, stride, panel, pairs, target),
-                3 => avx2::tile::<3>(a, stride, panel, pairs, target),
-                2 => avx2::tile::<2>(a, stride, panel, pairs, target),
-                _ => avx2::tile::<1>(a, stride, panel, pairs, target),
-            }
-            return;
-        }
-    }
-    portable_tile(a, stride, panel, pairs, target);
-}
-
-/// The same sums in plain Rust, for CPUs without AVX2.
-///
-/// # Safety
-/// As for [`dot_tile`].
-unsafe fn portable_tile(a: &[i16], stride: usize, panel: &[i8], pairs: usize, target: &TileOut) {
-    for r in 0..target.rows.len() {
-        let a_row = &a[r * stride..r * stride + 2 * pairs];
-        let mut acc = [0i32; PANEL];
-        for (p, w) in panel.chunks_exact(2 * PANEL).enumerate().take(pairs) {
-            let (a0, a1) = (i32::from(a_row[2 * p]), i32::from(a_row[2 * p + 1]));
-            for (c, out) in acc.iter_mut().enumerate() {
-                *out += a0 * i32::from(w[2 * c]) + a1 * i32::from(w[2 * c + 1]);
-            }
-        }
-        target.store_row(r, &acc);
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{TileOut, PANEL};
+    use super::{Tile, PANEL, TILE_ROWS};
 
-    /// `R` rows x 16 columns, accumulated in 2R registers of 8 i32, then stored through
-    /// `target`.
+    /// Rows per micro-kernel call: 3 rows x 32 columns in 12 accumulators.
+    const ROWS: usize = 3;
+
+    /// `out[r][c] = Σ` of u8 x i8 products for the tile's rows, 3 rows at a time (a short last
+    /// group repeats its last row; only the tile's rows are stored).
     ///
     /// # Safety
-    /// AVX2 must be available; `a` must hold `R` rows of `stride >= 2 * pairs` i16 and `panel`
-    /// `pairs * 32` i8; as for [`TileOut::store_row`] for rows `0..R`.
+    /// AVX2; as for [`super::avx512::int8_tile`]; every same-sign pair of weights (bytes
+    /// `2j, 2j + 1` of a group) within [`super::PAIR_BOUND`] in magnitude, so that
+    /// `vpmaddubsw` never saturates.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn tile<const R: usize>(
-        a: &[i16],
-        stride: usize,
-        panel: &[i8],
-        pairs: usize,
-        target: &TileOut,
-    ) {
-        debug_assert!(a.len() >= (R - 1) * stride + 2 * pairs && panel.len() >= pairs * 32);
-        let mut sums = [[_mm256_setzero_si256(); 2]; R];
-        let a_ptr = a.as_ptr();
-        let w_ptr = panel.as_ptr();
-        for p in 0..pairs {
-            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w_ptr.add(p * 32) as *const __m128i));
-            let w1 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(w_ptr.add(p * 32 + 16) as *const __m128i));
-            for (r, sum) in sums.iter_mut().enumerate() {
-                let pair = (a_ptr.add(r * stride + 2 * p) as *const i32).read_unaligned();
-                let av = _mm256_set1_epi32(pair);
-                sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(av, w0));
-                sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(av, w1));
+    pub unsafe fn tile(t: &Tile, out: &mut [[i32; PANEL]; TILE_ROWS]) {
+        let mut r0 = 0;
+        while r0 < t.rows.min(TILE_ROWS) {
+            let rows = (t.rows - r0).min(ROWS);
+            let row = |i: usize| t.a.add((r0 + i.min(rows - 1)) * t.lda);
+            let acc = if t.groups == 0 {
+                [[_mm256_setzero_si256(); 4]; ROWS]
+            } else {
+                micro_kernel([row(0), row(1), row(2)], t.b, t.groups)
+            };
+            for (i, acc_row) in acc.iter().enumerate().take(rows) {
+                for (h, v) in acc_row.iter().enumerate() {
+                    _mm256_storeu_si256(out[r0 + i].as_mut_ptr().add(8 * h).cast(), *v);
+                }
             }
+            r0 += ROWS;
         }
-        for (r, sum) in sums.iter().enumerate() {
-            let mut acc = [0i32; PANEL];
-            _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum[0]);
-            _mm256_storeu_si256(acc.as_mut_ptr().add(8) as *mut __m256i, sum[1]);
-            target.store_row(r, &acc);
-        }
+    }
+
+    /// `acc[i][h] = Σ_g Σ_j a[i][g] byte j · b[g][8h..8h + 8] byte j` for 3 input rows of
+    /// `groups` u32 and a `[groups][32]` u32 panel. Per group and row: one broadcast, then
+    /// for each 8 columns `vpmaddubsw` (byte pairs to i16, the weights as a memory operand),
+    /// `vpmaddwd` by ones (i16 pairs to i32) and `vpaddd`. In assembly: 12 accumulators, the
+    /// ones, a broadcast and a temporary fill 15 of the 16 ymm registers, which LLVM does not
+    /// schedule without spills.
+    ///
+    /// # Safety
+    /// AVX2; each `a[i]` holds `groups` values and `b` `32 * groups`, `groups >= 1`; the
+    /// pair bound as for [`tile`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn micro_kernel(
+        a: [*const u32; ROWS],
+        b: *const u32,
+        groups: usize,
+    ) -> [[__m256i; 4]; ROWS] {
+        let z = _mm256_setzero_si256();
+        let ones = _mm256_set1_epi16(1);
+        let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
+        let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
+        let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
+        std::arch::asm!(
+            "2:",
+            "vpbroadcastd ymm15, dword ptr [{a0} + {off}]",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm0, ymm0, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm1, ymm1, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm2, ymm2, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm3, ymm3, ymm14",
+            "vpbroadcastd ymm15, dword ptr [{a1} + {off}]",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm4, ymm4, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm5, ymm5, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm6, ymm6, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm7, ymm7, ymm14",
+            "vpbroadcastd ymm15, dword ptr [{a2} + {off}]",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm8, ymm8, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm9, ymm9, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm10, ymm10, ymm14",
+            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+            "vpmaddwd ymm14, ymm14, ymm13",
+            "vpaddd ymm11, ymm11, ymm14",
+            "add {off}, 4",
+            "add {b}, 128",
+            "dec {n}",
+            "jnz 2b",
+            a0 = in(reg) a[0],
+            a1 = in(reg) a[1],
+            a2 = in(reg) a[2],
+            off = inout(reg) 0usize => _,
+            b = inout(reg) b => _,
+            n = inout(reg) groups => _,
+            in("ymm13") ones,
+            inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02, inout("ymm3") c03,
+            inout("ymm4") c10, inout("ymm5") c11, inout("ymm6") c12, inout("ymm7") c13,
+            inout("ymm8") c20, inout("ymm9") c21, inout("ymm10") c22, inout("ymm11") c23,
+            out("ymm14") _, out("ymm15") _,
+            options(nostack, readonly),
+        );
+        [
+            [c00, c01, c02, c03],
+            [c10, c11, c12, c13],
+            [c20, c21, c22, c23],
+        ]
     }
 }
 
@@ -566,15 +564,32 @@ mod tests {
     use crate::cpu::pseudo_random;
     use crate::Activation;
 
+    /// The kernels this CPU runs.
+    fn kernels_here() -> Vec<Kernel> {
+        let all = [Kernel::Portable, Kernel::Avx2, Kernel::Vnni];
+        let here: Vec<Kernel> = all.into_iter().filter(|k| k.runs_here()).collect();
+        println!("int8 kernels on this CPU: {here:?}");
+        here
+    }
+
+    fn forward(q: &QuantLinear, x: &[f32], epilogue: Option<&Epilogue>) -> Vec<f32> {
+        let mut out = vec![f32::NAN; x.len() / q.in_dim * q.out_dim];
+        q.forward(x, &mut out, epilogue).unwrap();
+        out
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
     #[test]
-    fn int8_linear_is_close_to_f32_and_simd_equals_portable() {
-        // Odd sizes: a partial tile, a partial panel, an odd input width.
+    fn int8_linear_is_close_to_f32_and_the_epilogue_is_fused() {
+        // Odd sizes: a partial tile, a partial panel, an input width off a multiple of 4.
         for &(rows, in_dim, out_dim) in &[(13usize, 37usize, 21usize), (100, 64, 48), (1, 5, 3)] {
             let x = pseudo_random(rows * in_dim, 1);
             let w = pseudo_random(out_dim * in_dim, 2);
-            let q = QuantLinear::with_layout(&w, out_dim, in_dim, Layout::Pairs).unwrap();
-            let mut got = vec![0f32; rows * out_dim];
-            q.forward(&x, &mut got, None).unwrap();
+            let q = QuantLinear::new(&w, out_dim, in_dim).unwrap();
+            let mut got = forward(&q, &x, None);
             let mut worst = 0f32;
             for r in 0..rows {
                 for n in 0..out_dim {
@@ -588,55 +603,12 @@ mod tests {
             println!("{rows}x{in_dim}x{out_dim}: max |int8 - f32| = {worst:.2e}");
             assert!(worst < 0.01 * (in_dim as f32).sqrt(), "{worst}");
 
-            // The AVX2 tile and the portable one store the same values, with or without an
-            // epilogue.
             let bias = pseudo_random(out_dim, 3);
             let gelu = Epilogue::BiasAct {
                 bias: &bias,
                 act: Activation::Gelu,
             };
-            let Weights::Pairs { pairs, packed } = &q.weights else {
-                panic!("not the pair layout");
-            };
-            let stride = 2 * pairs;
-            let mut qx = vec![0i16; rows * stride];
-            let params = quantize_rows(&mut qx, &x, in_dim, stride, quantize_row);
-            let tile = rows.min(TILE_ROWS);
-            let cols = out_dim.min(PANEL);
-            for epilogue in [None, Some(&gelu)] {
-                let mut fast = vec![f32::NAN; tile * out_dim];
-                let mut slow = vec![f32::NAN; tile * out_dim];
-                for (buf, portable) in [(&mut fast, false), (&mut slow, true)] {
-                    let target = TileOut {
-                        out: buf.as_mut_ptr(),
-                        ldc: out_dim,
-                        col0: 0,
-                        cols,
-                        rows: &params[..tile],
-                        sums: &q.sums[..PANEL],
-                        scales: &q.scales[..PANEL],
-                        epilogue,
-                    };
-                    let (a, w) = (&qx[..tile * stride], &packed[..pairs * 32]);
-                    // SAFETY: `buf` holds the tile's rows x `out_dim`.
-                    unsafe {
-                        if portable {
-                            portable_tile(a, stride, w, *pairs, &target)
-                        } else {
-                            dot_tile(a, stride, w, *pairs, &target)
-                        }
-                    }
-                }
-                assert!(fast
-                    .iter()
-                    .zip(&slow)
-                    .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
-                assert!(fast
-                    .chunks(out_dim)
-                    .all(|r| r[..cols].iter().all(|v| v.is_finite())));
-            }
-            let mut fused = vec![0f32; rows * out_dim];
-            q.forward(&x, &mut fused, Some(&gelu)).unwrap();
+            let fused = forward(&q, &x, Some(&gelu));
             for row in got.chunks_exact_mut(out_dim) {
                 gelu.apply(row, 0);
             }
@@ -644,23 +616,17 @@ mod tests {
         }
     }
 
-    /// The quad layout (on its portable kernel here, and on `vpdpbusd` where the CPU has
-    /// AVX512-VNNI) stores exactly what the pair layout stores: the same exact sums.
+    /// Every kernel the CPU has stores exactly what the portable one stores: the same exact
+    /// sums, on partial tiles (1, 13, 25 rows), partial panels, input widths off a multiple
+    /// of 4, more than one task each way (200 rows, 300 columns), and the widest inputs.
     #[test]
-    fn quad_layout_equals_pair_layout_bit_for_bit() {
-        let mut layouts = vec![Layout::Quads { vnni: false }];
-        if vnni_available() {
-            layouts.push(Layout::Quads { vnni: true });
-        } else {
-            println!("no AVX512-VNNI here: the quad layout runs on its portable kernel only");
-        }
-        // Partial tiles (1, 13, 25 rows), partial panels, input widths off a multiple of 4,
-        // and more than one task in each direction (200 rows, 300 columns).
+    fn every_kernel_gives_the_same_outputs_bit_for_bit() {
         let shapes = [
             (13usize, 37usize, 21usize),
             (1, 5, 3),
             (25, 64, 48),
             (200, 70, 300),
+            (7, 3072, 40),
         ];
         for &(rows, in_dim, out_dim) in &shapes {
             let x = pseudo_random(rows * in_dim, 4);
@@ -670,30 +636,94 @@ mod tests {
                 bias: &bias,
                 act: Activation::Gelu,
             };
-            let pairs = QuantLinear::with_layout(&w, out_dim, in_dim, Layout::Pairs).unwrap();
-            for &layout in &layouts {
-                let quads = QuantLinear::with_layout(&w, out_dim, in_dim, layout).unwrap();
-                assert_eq!(quads.layout(), layout);
+            let portable = QuantLinear::with_kernel(&w, out_dim, in_dim, Kernel::Portable).unwrap();
+            for kernel in kernels_here() {
+                let q = QuantLinear::with_kernel(&w, out_dim, in_dim, kernel).unwrap();
                 for epilogue in [None, Some(&gelu)] {
-                    let mut want = vec![0f32; rows * out_dim];
-                    let mut got = vec![f32::NAN; rows * out_dim];
-                    pairs.forward(&x, &mut want, epilogue).unwrap();
-                    quads.forward(&x, &mut got, epilogue).unwrap();
-                    let same = want
-                        .iter()
-                        .zip(&got)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{layout:?} {rows}x{in_dim}x{out_dim}");
+                    let want = forward(&portable, &x, epilogue);
+                    let got = forward(&q, &x, epilogue);
+                    assert!(
+                        same_bits(&want, &got),
+                        "{kernel:?} {rows}x{in_dim}x{out_dim}"
+                    );
                 }
             }
         }
     }
 
+    /// Weights that meet the pair bound with equality, and inputs at the u8 extremes: the
+    /// largest pair sums `vpmaddubsw` ever sees (±255 · 128) are still summed exactly.
+    #[test]
+    fn pair_bound_holds_and_the_worst_pairs_stay_exact() {
+        let in_dim = 64;
+        // Channels: equal weights (each pair 64 + 64), one huge weight per pair with a tiny
+        // same-sign partner (127 + 1), opposite signs (127 and -127, no bound needed), all
+        // negative, a NaN and an infinity among ordinary values, and random values.
+        let mut w = Vec::new();
+        w.extend(std::iter::repeat_n(0.5f32, in_dim));
+        w.extend((0..in_dim).map(|k| if k % 2 == 0 { 1.0 } else { 1.0 / 127.0 }));
+        w.extend((0..in_dim).map(|k| if k % 2 == 0 { 1.0 } else { -1.0 }));
+        w.extend(std::iter::repeat_n(-0.25f32, in_dim));
+        w.extend((0..in_dim).map(|k| match k {
+            3 => f32::NAN,
+            8 => f32::INFINITY,
+            _ => 0.1,
+        }));
+        w.extend(pseudo_random(in_dim, 7));
+        let out_dim = w.len() / in_dim;
+        let mut q = vec![0i8; in_dim];
+        for row in w.chunks_exact(in_dim) {
+            let s = quantize_weight_row(row, &mut q);
+            assert!(s.is_finite() && s > 0.0);
+            for pair in q.chunks(2) {
+                let (a, b) = (i32::from(pair[0]), i32::from(pair[1]));
+                assert!(a.abs() <= 127 && b.abs() <= 127);
+                let (pos, neg) = (a.max(0) + b.max(0), (-a).max(0) + (-b).max(0));
+                assert!(pos <= PAIR_BOUND && neg <= PAIR_BOUND, "{pair:?}");
+            }
+        }
+        let mut q = vec![0i8; 2];
+        for (pair, want) in [
+            ([100i8, 100], [28i8, 100]),
+            ([-90, -70], [-58, -70]),
+            ([127, -127], [127, -127]),
+            ([64, 64], [64, 64]),
+        ] {
+            q.copy_from_slice(&pair);
+            enforce_pair_bound(&mut q);
+            assert_eq!(q, want, "{pair:?}");
+        }
+        // Rows of all-255 inputs (constant positive rows), all-0 inputs (constant negative
+        // rows) and random rows.
+        let rows = 5;
+        let mut x = vec![1.0f32; in_dim];
+        x.extend(std::iter::repeat_n(-1.0f32, in_dim));
+        x.extend(pseudo_random((rows - 2) * in_dim, 8));
+        let w_finite: Vec<f32> = w
+            .iter()
+            .map(|v| if v.is_finite() { *v } else { 0.3 })
+            .collect();
+        let portable =
+            QuantLinear::with_kernel(&w_finite, out_dim, in_dim, Kernel::Portable).unwrap();
+        let want = forward(&portable, &x, None);
+        // The all-255 row against the equal-weight channel: every pair is 64 + 64 (the bound,
+        // reached), each quad sums 255 · 256, and the result is 64 · 64 / 127.
+        println!("all-255 row x pair-bound channel: {}", want[0]);
+        assert!((want[0] - 64.0 * 64.0 / 127.0).abs() < 1e-3, "{}", want[0]);
+        for kernel in kernels_here() {
+            let q = QuantLinear::with_kernel(&w_finite, out_dim, in_dim, kernel).unwrap();
+            assert!(same_bits(&want, &forward(&q, &x, None)), "{kernel:?}");
+        }
+        // The NaN / infinity channel quantises to finite values.
+        let with_nan = QuantLinear::with_kernel(&w, out_dim, in_dim, Kernel::Portable).unwrap();
+        assert!(with_nan.scales.iter().all(|s| s.is_finite()));
+    }
+
     #[test]
     fn bad_shapes_are_errors() {
         assert!(QuantLinear::new(&[0.0; 6], 4, 2).is_err());
-        for layout in [Layout::Pairs, Layout::Quads { vnni: false }] {
-            let q = QuantLinear::with_layout(&[0.0; 6], 3, 2, layout).unwrap();
+        for kernel in kernels_here() {
+            let q = QuantLinear::with_kernel(&[0.0; 6], 3, 2, kernel).unwrap();
             assert!(q.forward(&[0.0; 4], &mut [0.0; 5], None).is_err());
             let short_bias = Epilogue::BiasAct {
                 bias: &[0.0; 2],
@@ -703,9 +733,10 @@ mod tests {
                 .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
                 .is_err());
         }
-        if !vnni_available() {
-            let vnni = Layout::Quads { vnni: true };
-            assert!(QuantLinear::with_layout(&[0.0; 6], 3, 2, vnni).is_err());
+        for kernel in [Kernel::Avx2, Kernel::Vnni] {
+            if !kernel.runs_here() {
+                assert!(QuantLinear::with_kernel(&[0.0; 6], 3, 2, kernel).is_err());
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use super::attention::{attention, Dims, Relative};
 use super::avx512_linear::{self, Avx512Linear, Kind};
 use super::bf16;
 use super::gemm::linear;
-use super::int8::{Layout, QuantLinear};
+use super::int8::{Kernel, QuantLinear};
 use super::rows::{self, Epilogue};
 use super::sgemm::PackedLinear;
 use super::{check_weight, simd_fn, View};
@@ -152,7 +152,7 @@ pub fn linear_kernel(format: LinearFormat) -> &'static str {
     let kind = match format {
         LinearFormat::F32 => Kind::F32,
         LinearFormat::Bf16 => Kind::Bf16,
-        LinearFormat::Int8 => return Layout::for_this_cpu().kernel(),
+        LinearFormat::Int8 => return Kernel::for_this_cpu().name(),
     };
     match (packing(kind), kind) {
         (Packing::Avx512, _) => avx512_linear::kernel(kind),
