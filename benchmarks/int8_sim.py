@@ -33,7 +33,10 @@ def qlinear(mod):
         wl, al, pb = STATE["w_levels"], STATE["act_levels"], STATE["pair_bound"]
         if (wl, pb) not in cache:
             s = w.abs().amax(1, keepdim=True) / wl
-            if pb:  # the largest same-sign pair sum, as cpu/int8.rs's quantize_weight_row
+            # The largest same-sign pair sum, as cpu/int8.rs's quantize_weight_row (which rounds
+            # halves away from zero where torch.round rounds them to even, and enforces the
+            # bound once more after rounding; in_dim must be even here).
+            if pb:
                 pos, neg = w.clamp(min=0), (-w).clamp(min=0)
                 pair = torch.maximum(pos[:, 0::2] + pos[:, 1::2], neg[:, 0::2] + neg[:, 1::2])
                 s = pair.amax(1, keepdim=True) / wl

@@ -22,7 +22,7 @@ int main(){
   LOOP("fma x12", R12(FMA), 12*8)
   LOOP("vpmaddwd x12", R12(MADDWD), 12*16)
   LOOP("vpmaddubsw x12", R12(MADDUBSW), 12*32)
-  /* exact i16 pairs (cpu/int8.rs): vpmaddwd + vpaddd per 16 MACs */
+  /* exact i16 pairs (cpu/int8.rs before 18779cf): vpmaddwd + vpaddd per 16 MACs */
   LOOP("maddwd+paddd x6", 
     "vpmaddwd %%ymm15,%%ymm14,%%ymm12\n vpaddd %%ymm12,%%ymm0,%%ymm0\n"
     "vpmaddwd %%ymm15,%%ymm14,%%ymm13\n vpaddd %%ymm13,%%ymm1,%%ymm1\n"
@@ -30,7 +30,8 @@ int main(){
     "vpmaddwd %%ymm15,%%ymm14,%%ymm13\n vpaddd %%ymm13,%%ymm3,%%ymm3\n"
     "vpmaddwd %%ymm15,%%ymm14,%%ymm12\n vpaddd %%ymm12,%%ymm4,%%ymm4\n"
     "vpmaddwd %%ymm15,%%ymm14,%%ymm13\n vpaddd %%ymm13,%%ymm5,%%ymm5\n", 6*16)
-  /* u8 x s8 (ONNX Runtime MLAS on AVX2; saturates in i16): vpmaddubsw + vpmaddwd(ones) + vpaddd per 32 MACs */
+  /* u8 x s8: vpmaddubsw + vpmaddwd(ones) + vpaddd per 32 MACs (ONNX Runtime MLAS on AVX2, which
+     lets i16 saturate; cpu/int8.rs since 18779cf, exact through its pair-bounded weights) */
   LOOP("ubsw+wd(ones)+paddd x4",
     "vpmaddubsw %%ymm15,%%ymm14,%%ymm12\n vpmaddwd %%ymm12,%%ymm11,%%ymm12\n vpaddd %%ymm12,%%ymm0,%%ymm0\n"
     "vpmaddubsw %%ymm15,%%ymm14,%%ymm13\n vpmaddwd %%ymm13,%%ymm11,%%ymm13\n vpaddd %%ymm13,%%ymm1,%%ymm1\n"

@@ -34,6 +34,9 @@ const CHUNK_PANELS: usize = 4;
 /// The most a pair of quantised weights of one sign may sum to in magnitude: with u8 inputs
 /// (at most 255) a pair's products then stay inside i16, as `vpmaddubsw` needs.
 const PAIR_BOUND: i32 = 128;
+/// The widest input whose sums `Σ_k (x_k - zero) · q_k` are sure to fit i32
+/// (`255 · 127 · in_dim < 2³¹`); DeBERTa's widest layers have 6144.
+const MAX_IN_DIM: usize = 66_000;
 
 /// An `nn.Linear` weight `[out, in]` quantised to int8, packed for [`Kernel`].
 pub struct QuantLinear {
@@ -127,6 +130,11 @@ impl QuantLinear {
     /// instructions).
     pub fn with_kernel(w: &[f32], out_dim: usize, in_dim: usize, kernel: Kernel) -> Result<Self> {
         check_weight("int8", w, out_dim, in_dim)?;
+        if in_dim > MAX_IN_DIM {
+            return Err(Error::Input(format!(
+                "int8: an input width of {in_dim} could overflow the i32 sums (at most {MAX_IN_DIM})"
+            )));
+        }
         if !kernel.runs_here() {
             return Err(Error::Input(format!(
                 "int8: this CPU lacks the instructions of the {} kernel",
@@ -181,7 +189,8 @@ impl QuantLinear {
             let mut acc = [[0i32; PANEL]; TILE_ROWS];
             // SAFETY: `qx` holds the tile's rows of `quads` groups and `packed` the panel's
             // `quads x 32`; the kernel was checked against the CPU when the weights were
-            // packed, and their pair bound holds (`quantize_weight_row`).
+            // packed. (Exactness on AVX2 also needs the pair bound, which
+            // `quantize_weight_row` gave every weight.)
             unsafe { sum_tile(&tile, &mut acc, self.kernel) };
             let target = self.tile_out(dst, (r0, tile_rows), panel, &row_params, epilogue);
             // SAFETY: `for_each_tile` hands each tile to one call only; its rows x columns
@@ -222,15 +231,21 @@ impl QuantLinear {
 /// weight's own sign bucket holds it). Each rounded value moves by at most 0.5, so a pair's
 /// same-sign values sum to at most 128 in magnitude ([`PAIR_BOUND`]); a last pass enforces that
 /// bound outright, so the kernels' exactness does not hang on float rounding.
+///
+/// The sums are taken in f64 (two weights near `f32::MAX` do not overflow), `s` is at least
+/// the smallest normal f32 (subnormal weights do not make it 0), and an all-zero row gets 1.
+/// An infinite weight makes `s` infinite and the channel's outputs NaN, as f32 would be; NaN
+/// weights count as 0.
 fn quantize_weight_row(row: &[f32], q: &mut [i8]) -> f32 {
-    let bound = row.chunks(2).fold(0f32, |m, pair| {
-        let (pos, neg) = pair.iter().fold((0f32, 0f32), |(p, n), &v| {
+    let bound = row.chunks(2).fold(0f64, |m, pair| {
+        let (pos, neg) = pair.iter().fold((0f64, 0f64), |(p, n), &v| {
+            let v = f64::from(v);
             (p + v.max(0.0), n + (-v).max(0.0))
         });
         m.max(pos).max(neg)
     });
-    let s = if bound > 0.0 && bound.is_finite() {
-        bound / 127.0
+    let s = if bound > 0.0 {
+        ((bound / 127.0) as f32).max(f32::MIN_POSITIVE)
     } else {
         1.0
     };
@@ -280,12 +295,13 @@ fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
 }
 
-/// One tile's exact sums on `kernel`.
+/// One tile's exact sums on `kernel` (on [`Kernel::Avx2`], exact where every same-sign pair of
+/// weights is within [`PAIR_BOUND`]; beyond it `vpmaddubsw` saturates: wrong sums, not
+/// undefined behaviour).
 ///
 /// # Safety
 /// As for [`avx512::int8_tile`] (its CPU features only for [`Kernel::Vnni`], AVX2 for
-/// [`Kernel::Avx2`]), and every same-sign pair of weights within [`PAIR_BOUND`] for
-/// [`Kernel::Avx2`].
+/// [`Kernel::Avx2`]).
 unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
     #[cfg(target_arch = "x86_64")]
     match kernel {
@@ -324,7 +340,8 @@ impl TileOut<'_> {
         for (((v, &a), &sum), &col_scale) in
             vals.iter_mut().zip(acc).zip(self.sums).zip(self.scales)
         {
-            *v = (a - zero * sum) as f32 * scale * col_scale;
+            // Wrapping, as the kernels' sums: the true value fits i32 ([`MAX_IN_DIM`]).
+            *v = a.wrapping_sub(zero.wrapping_mul(sum)) as f32 * scale * col_scale;
         }
         let seg = std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols);
         seg.copy_from_slice(&vals[..self.cols]);
@@ -444,12 +461,12 @@ mod avx2 {
     const ROWS: usize = 3;
 
     /// `out[r][c] = Σ` of u8 x i8 products for the tile's rows, 3 rows at a time (a short last
-    /// group repeats its last row; only the tile's rows are stored).
+    /// group repeats its last row; only the tile's rows are stored). Exact where every
+    /// same-sign pair of weights (bytes `2j, 2j + 1` of a group) is within
+    /// [`super::PAIR_BOUND`] in magnitude, so that `vpmaddubsw` never saturates.
     ///
     /// # Safety
-    /// AVX2; as for [`super::avx512::int8_tile`]; every same-sign pair of weights (bytes
-    /// `2j, 2j + 1` of a group) within [`super::PAIR_BOUND`] in magnitude, so that
-    /// `vpmaddubsw` never saturates.
+    /// AVX2; as for [`super::avx512::int8_tile`].
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile(t: &Tile, out: &mut [[i32; PANEL]; TILE_ROWS]) {
         let mut r0 = 0;
@@ -478,8 +495,7 @@ mod avx2 {
     /// schedule without spills.
     ///
     /// # Safety
-    /// AVX2; each `a[i]` holds `groups` values and `b` `32 * groups`, `groups >= 1`; the
-    /// pair bound as for [`tile`].
+    /// AVX2; each `a[i]` holds `groups` values and `b` `32 * groups`, `groups >= 1`.
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn micro_kernel(
@@ -656,9 +672,10 @@ mod tests {
     #[test]
     fn pair_bound_holds_and_the_worst_pairs_stay_exact() {
         let in_dim = 64;
-        // Channels: equal weights (each pair 64 + 64), one huge weight per pair with a tiny
-        // same-sign partner (127 + 1), opposite signs (127 and -127, no bound needed), all
-        // negative, a NaN and an infinity among ordinary values, and random values.
+        // Channels: equal weights (each pair 64 + 64, the bound), one large weight per pair
+        // with a small same-sign partner (126 + 1), opposite signs (127 and -127, no bound
+        // needed), all negative (-64 - 64), a NaN and an infinity among ordinary values, and
+        // random values.
         let mut w = Vec::new();
         w.extend(std::iter::repeat_n(0.5f32, in_dim));
         w.extend((0..in_dim).map(|k| if k % 2 == 0 { 1.0 } else { 1.0 / 127.0 }));
@@ -674,7 +691,7 @@ mod tests {
         let mut q = vec![0i8; in_dim];
         for row in w.chunks_exact(in_dim) {
             let s = quantize_weight_row(row, &mut q);
-            assert!(s.is_finite() && s > 0.0);
+            assert!(s > 0.0 && (s.is_finite() || row.iter().any(|v| v.is_infinite())));
             for pair in q.chunks(2) {
                 let (a, b) = (i32::from(pair[0]), i32::from(pair[1]));
                 assert!(a.abs() <= 127 && b.abs() <= 127);
@@ -688,6 +705,11 @@ mod tests {
             ([-90, -70], [-58, -70]),
             ([127, -127], [127, -127]),
             ([64, 64], [64, 64]),
+            ([60, 100], [60, 68]),
+            ([127, 127], [1, 127]),
+            ([-127, -127], [-1, -127]),
+            ([0, 0], [0, 0]),
+            ([0, 127], [0, 127]),
         ] {
             q.copy_from_slice(&pair);
             enforce_pair_bound(&mut q);
@@ -714,9 +736,80 @@ mod tests {
             let q = QuantLinear::with_kernel(&w_finite, out_dim, in_dim, kernel).unwrap();
             assert!(same_bits(&want, &forward(&q, &x, None)), "{kernel:?}");
         }
-        // The NaN / infinity channel quantises to finite values.
-        let with_nan = QuantLinear::with_kernel(&w, out_dim, in_dim, Kernel::Portable).unwrap();
-        assert!(with_nan.scales.iter().all(|s| s.is_finite()));
+        // The channel holding an infinity gives NaN outputs (as f32 would); the others stay
+        // finite (the NaN weight counts as 0).
+        let with_inf = QuantLinear::with_kernel(&w, out_dim, in_dim, Kernel::Portable).unwrap();
+        for row in forward(&with_inf, &x, None).chunks_exact(out_dim) {
+            for (n, v) in row.iter().enumerate() {
+                assert_eq!(v.is_nan(), n == 4, "channel {n}: {v}");
+            }
+        }
+    }
+
+    /// The AVX2 kernel against the exact sums on hand-packed pairs at the bound (and the
+    /// inputs at 255 that make them largest), and, as a control that the comparison can see
+    /// saturation, on a pair past it.
+    #[test]
+    fn avx2_kernel_is_exact_up_to_the_pair_bound_and_saturates_past_it() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !avx2_available() {
+                println!("no AVX2 here");
+                return;
+            }
+            let sums = |pairs: &[[i8; 2]], x: [u8; 4], kernel: bool| {
+                // One group of 4 inputs (two pairs), weights the same in all 32 columns.
+                let groups = pairs.len().div_ceil(2);
+                let w = |g: usize, j: usize| pairs.get(2 * g + j / 2).map_or(0, |p| p[j % 2]);
+                let b: Vec<u32> = (0..groups)
+                    .flat_map(|g| {
+                        let group = u32::from_le_bytes([0, 1, 2, 3].map(|j| w(g, j) as u8));
+                        std::iter::repeat_n(group, PANEL)
+                    })
+                    .collect();
+                let a = vec![u32::from_le_bytes(x); groups * 2];
+                let tile = Tile {
+                    a: a.as_ptr(),
+                    lda: groups,
+                    rows: 2,
+                    b: b.as_ptr(),
+                    groups,
+                };
+                let mut out = [[0i32; PANEL]; TILE_ROWS];
+                // SAFETY: AVX2 is present; `a` holds 2 rows of `groups` and `b` the panel.
+                unsafe {
+                    if kernel {
+                        avx2::tile(&tile, &mut out)
+                    } else {
+                        avx512::int8_tile_portable(&tile, &mut out)
+                    }
+                };
+                out[1][PANEL - 1]
+            };
+            let at_bound = [
+                [64i8, 64],
+                [127, 1],
+                [1, 127],
+                [-64, -64],
+                [-127, -1],
+                [127, -127],
+            ];
+            for x in [[255u8; 4], [255, 0, 0, 255], [0, 255, 255, 0]] {
+                for pair in at_bound {
+                    let pairs = [pair, pair];
+                    assert_eq!(
+                        sums(&pairs, x, true),
+                        sums(&pairs, x, false),
+                        "{pair:?} {x:?}"
+                    );
+                }
+            }
+            let past = [[127i8, 127], [127, 127]];
+            let (fast, exact) = (sums(&past, [255; 4], true), sums(&past, [255; 4], false));
+            println!("past the bound: vpmaddubsw {fast}, exact {exact}");
+            assert_eq!(exact, 4 * 255 * 127);
+            assert_eq!(fast, 2 * 32767);
+        }
     }
 
     #[test]
@@ -733,6 +826,8 @@ mod tests {
                 .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
                 .is_err());
         }
+        let wide = MAX_IN_DIM + 1;
+        assert!(QuantLinear::new(&vec![0.0; wide], 1, wide).is_err());
         for kernel in [Kernel::Avx2, Kernel::Vnni] {
             if !kernel.runs_here() {
                 assert!(QuantLinear::with_kernel(&[0.0; 6], 3, 2, kernel).is_err());
