@@ -351,32 +351,17 @@ impl TileOut<'_> {
     }
 }
 
+simd_fn! {
 /// Stores every row of a tile through `target`, compiled for AVX2 + FMA where the CPU has them
 /// (the epilogue's GELU is most of the work).
 ///
 /// # Safety
 /// As for [`TileOut::store_row`], for each of the target's rows.
 unsafe fn store_tile(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
-    #[inline(always)]
-    unsafe fn body(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
-        for (r, acc_row) in acc.iter().enumerate().take(target.rows.len()) {
-            target.store_row(r, acc_row);
-        }
+    for (r, acc_row) in acc.iter().enumerate().take(target.rows.len()) {
+        target.store_row(r, acc_row);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
-            body(target, acc)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features `avx2` is compiled for; the rows as the caller
-            // guarantees.
-            return avx2(target, acc);
-        }
-    }
-    body(target, acc)
+}
 }
 
 /// One token row's quantisation: `x ≈ scale · (q - zero)`.

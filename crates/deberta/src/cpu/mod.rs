@@ -109,8 +109,34 @@ fn internal(name: &str, what: &str) -> Error {
 
 /// Defines a function whose body is compiled twice, for AVX2 + FMA and for the target's
 /// baseline, and picks one at run time (std caches the CPU check). Functions the body calls
-/// must be `#[inline(always)]` to be compiled into the AVX2 version.
+/// must be `#[inline(always)]` to be compiled into the AVX2 version. An `unsafe fn` keeps its
+/// caller's contract (its `# Safety` section) for both versions.
 macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` is compiled for; the rest is the
+                    // caller's contract.
+                    return avx2($($arg),*);
+                }
+            }
+            body($($arg),*)
+        }
+    };
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
