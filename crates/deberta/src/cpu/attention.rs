@@ -1,11 +1,15 @@
-//! Disentangled self-attention on flat buffers: one task per (head, sequence), each computing
-//! `Q·Kᵀ`, the c2p and p2c position scores over the active slots, one fused
-//! gather + mask + softmax pass, and `P·V` written straight into the context rows.
+//! Disentangled self-attention on flat buffers: one task per (head, sequence). A task packs
+//! `Kᵀ`, `V` and the position tables once, computes the p2c position scores of every key, then
+//! walks the queries in blocks: the block's `Q·Kᵀ` and c2p scores over the active slots, one
+//! fused gather + mask + softmax pass, and `P·V` written straight into the context rows. A
+//! block's scores stay in L2 however long the sequence (at L = 512 one head's whole `[L, L]`
+//! scores, c2p and p2c blocks are 3 MiB).
 //!
 //! Mirrors `DisentangledSelfAttention.forward` / `disentangled_attention_bias`:
 //! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L199>
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -38,9 +42,13 @@ pub struct Relative<'a> {
     pub width: usize,
 }
 
-/// Query rows and key columns per tile of the fused score pass.
+/// Query rows and key columns per tile of the fused score pass (and rows per slot window of
+/// the position products).
 const QUERY_BLOCK: usize = 32;
 const KEY_BLOCK: usize = 64;
+/// f32 values a query block's scores and c2p rows may take together (192 KiB, under half
+/// of a Zen 3 core's L2: one block of 128 rows at L = 128, blocks of 32 rows at L = 512).
+const BLOCK_VALUES: usize = 48 * 1024;
 
 thread_local! {
     /// Each worker's scratch, kept across calls (fresh multi-MiB buffers per call would cost
@@ -51,41 +59,107 @@ thread_local! {
 /// Per-task scratch, reused across the tasks a worker runs.
 #[derive(Default)]
 struct Scratch {
+    /// One query block's scores `[rows, L]`, then its probabilities.
     scores: Vec<f32>,
+    /// One query block's c2p scores `[rows, W]`.
     c2p: Vec<f32>,
+    /// Every key's p2c scores `[L, W]`.
     p2c: Vec<f32>,
-    /// Packed operands for the products (when the AVX2 kernel runs them).
-    pack: PackScratch,
-    /// One head's active position table, packed once for all its query blocks.
+    /// `Kᵀ` and `V`, packed once per task (when the AVX2 kernel runs the products).
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    /// One head's active position table, packed once per task.
     table: Vec<f32>,
+    /// Left operands the products copy (column-strided ones).
+    pack: PackScratch,
 }
 
 impl Scratch {
     /// Sizes the buffers for one (head, sequence) task; every product overwrites what it uses.
-    fn fit(&mut self, len: usize, width: usize) {
-        self.scores.resize(len * len, 0.0);
-        self.c2p.resize(len * width, 0.0);
+    fn fit(&mut self, block_rows: usize, len: usize, width: usize) {
+        self.scores.resize(block_rows * len, 0.0);
+        self.c2p.resize(block_rows * width, 0.0);
         self.p2c.resize(len * width, 0.0);
     }
 }
 
-/// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread: the AVX2 kernel where the CPU has it,
-/// else the `gemm` crate.
+/// Query rows per block: a multiple of [`QUERY_BLOCK`] whose scores and c2p rows fit
+/// [`BLOCK_VALUES`] (at least one [`QUERY_BLOCK`]).
+fn block_rows(len: usize, width: usize) -> usize {
+    let fit = BLOCK_VALUES / (len + width).max(1);
+    (fit / QUERY_BLOCK).max(1) * QUERY_BLOCK
+}
+
+/// The right operand `[k, n]` of the products a task repeats for each query block: packed
+/// once for the AVX2 kernel, or read in place by the `gemm` crate.
+#[derive(Clone, Copy)]
+enum Rhs<'a> {
+    Packed {
+        panels: &'a [f32],
+        k: usize,
+        n: usize,
+    },
+    InPlace {
+        m: MatRef,
+        k: usize,
+    },
+}
+
+impl<'a> Rhs<'a> {
+    /// Packs `m [k, n]` into `buf` when `packed` (the AVX2 kernel runs the products).
+    ///
+    /// # Safety
+    /// Every `m(kk, c)`, `kk < k`, `c < n`, is a live element for as long as the result is
+    /// used, and `packed` implies [`sgemm::available`].
+    unsafe fn new(buf: &'a mut Vec<f32>, (k, n): (usize, usize), m: MatRef, packed: bool) -> Self {
+        if packed {
+            sgemm::pack_rhs(buf, (k, n), m);
+            Rhs::Packed { panels: buf, k, n }
+        } else {
+            Rhs::InPlace { m, k }
+        }
+    }
+
+    /// `dst[i, c] = lhs[i, k] · self[k, c]` for `i < rows` and `c` in `cols` (`dst` addresses
+    /// column 0). The packed kernel computes whole 24-column panels, so columns from `cols`'
+    /// first panel edge to its last (within `n`) may be written too.
+    ///
+    /// # Safety
+    /// `lhs` addresses `rows x k` live elements, and the `rows` rows of `dst` (row stride
+    /// `dst_rs`) over those columns are the caller's alone.
+    unsafe fn multiply(
+        self,
+        rows: usize,
+        cols: Range<usize>,
+        dst: *mut f32,
+        dst_rs: usize,
+        lhs: MatRef,
+        pack: &mut PackScratch,
+    ) {
+        match self {
+            Rhs::Packed { panels, k, n } => {
+                sgemm::matmul_packed((rows, k), cols, n, dst, dst_rs, lhs, panels, pack)
+            }
+            Rhs::InPlace { m, k } => {
+                let rhs = MatRef {
+                    ptr: m.ptr.offset(cols.start as isize * m.cs),
+                    ..m
+                };
+                let shape = (rows, cols.len(), k);
+                gemm::matmul(shape, dst.add(cols.start), dst_rs as isize, lhs, rhs, false)
+            }
+        }
+    }
+}
+
+/// Row `r` onwards of `m`.
 ///
 /// # Safety
-/// As for [`sgemm::matmul`].
-unsafe fn product(
-    shape: (usize, usize, usize),
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: MatRef,
-    rhs: MatRef,
-    pack: &mut PackScratch,
-) {
-    if sgemm::available() {
-        sgemm::matmul(shape, dst, dst_rs, lhs, rhs, pack);
-    } else {
-        gemm::matmul(shape, dst, dst_rs as isize, lhs, rhs, false);
+/// Row `r` lies in `m`'s allocation.
+unsafe fn from_row(m: MatRef, r: usize) -> MatRef {
+    MatRef {
+        ptr: m.ptr.offset(r as isize * m.rs),
+        ..m
     }
 }
 
@@ -100,6 +174,23 @@ pub fn attention(
     relative: Option<&Relative>,
     context: &mut [f32],
     probs: Option<&mut [f32]>,
+) -> Result<()> {
+    let packed = sgemm::available();
+    attention_on(dims, qkv, bias, masked, relative, context, probs, packed)
+}
+
+/// [`attention`] with the products on the AVX2 kernel (`packed`, which needs
+/// [`sgemm::available`]) or on the `gemm` crate.
+#[allow(clippy::too_many_arguments)]
+fn attention_on(
+    dims: Dims,
+    qkv: &[f32],
+    bias: &[f32],
+    masked: &[bool],
+    relative: Option<&Relative>,
+    context: &mut [f32],
+    probs: Option<&mut [f32]>,
+    packed: bool,
 ) -> Result<()> {
     let Dims {
         batch,
@@ -119,8 +210,9 @@ pub fn attention(
     let ctx_out = SharedMut(context.as_mut_ptr());
     let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
     let row_stride = 3 * all;
+    let block = block_rows(len, width).min(len);
     let head_task = |scratch: &mut Scratch, task: usize| {
-        scratch.fit(len, width);
+        scratch.fit(block, len, width);
         let (h, b) = (task / batch, task % batch);
         // Q, K, V of head h, sequence b: [L, d] views with row stride 3*H*d.
         let base = b * len * row_stride + h * head_size;
@@ -142,42 +234,68 @@ pub fn attention(
             rs: 1,
             cs: row_stride as isize,
         };
+        let Scratch {
+            scores,
+            c2p,
+            p2c,
+            keys,
+            values,
+            table,
+            pack,
+        } = scratch;
         // SAFETY: `check` verified every buffer against these shapes; scratch is private.
-        unsafe {
-            product(
-                (len, len, head_size),
-                scratch.scores.as_mut_ptr(),
-                len,
-                q,
-                kt,
-                &mut scratch.pack,
+        let (keys, values) = unsafe {
+            (
+                Rhs::new(keys, (head_size, len), kt, packed),
+                Rhs::new(values, (len, head_size), v, packed),
             )
         };
-        if let Some(rel) = relative {
-            position_scores(rel, dims, h, q, k, scratch);
-        }
         let bias_b = masked[b].then(|| &bias[b * len * len..(b + 1) * len * len]);
-        fused_softmax(scratch, relative, bias_b, len, width);
-        if let Some(out) = probs_out {
-            // SAFETY: block (b, h) of probs is written by this task only.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(
-                    out.get().add((b * heads + h) * len * len),
-                    len * len,
-                )
-            };
-            dst.copy_from_slice(&scratch.scores);
+        if let Some((rel, t)) = relative.and_then(|r| Some((r, r.query?))) {
+            let rhs = position_table(rel, t, h, head_size, table, packed);
+            position_term(rel, rhs, k, 0..len, len, rel.p2c_slot, true, p2c, pack);
         }
-        let p = MatRef {
-            ptr: scratch.scores.as_ptr(),
-            rs: len as isize,
-            cs: 1,
-        };
-        // SAFETY: rows b*L.. of context, columns h*d..(h+1)*d belong to this task only.
-        unsafe {
-            let dst = ctx_out.get().add(b * len * all + h * head_size);
-            product((len, head_size, len), dst, all, p, v, &mut scratch.pack)
-        };
+        let c2p_table = relative
+            .and_then(|r| Some((r, r.key?)))
+            .map(|(rel, t)| (rel, position_table(rel, t, h, head_size, table, packed)));
+        for i0 in (0..len).step_by(block) {
+            let rows = block.min(len - i0);
+            // SAFETY: rows i0..i0 + rows of the [L, d] views; the block's buffers are private.
+            unsafe {
+                keys.multiply(
+                    rows,
+                    0..len,
+                    scores.as_mut_ptr(),
+                    len,
+                    from_row(q, i0),
+                    pack,
+                );
+                if let Some((rel, rhs)) = c2p_table {
+                    let queries = i0..i0 + rows;
+                    position_term(rel, rhs, q, queries, len, rel.c2p_slot, false, c2p, pack);
+                }
+            }
+            let block_scores = &mut scores[..rows * len];
+            fused_softmax(block_scores, c2p, p2c, relative, bias_b, i0, len, width);
+            if let Some(out) = probs_out {
+                // SAFETY: rows i0.. of block (b, h) of probs are written by this task only.
+                let dst = unsafe {
+                    let at = (b * heads + h) * len * len + i0 * len;
+                    std::slice::from_raw_parts_mut(out.get().add(at), rows * len)
+                };
+                dst.copy_from_slice(block_scores);
+            }
+            let p = MatRef {
+                ptr: scores.as_ptr(),
+                rs: len as isize,
+                cs: 1,
+            };
+            // SAFETY: rows b*L + i0.. of context, columns h*d..(h+1)*d belong to this task.
+            unsafe {
+                let dst = ctx_out.get().add((b * len + i0) * all + h * head_size);
+                values.multiply(rows, 0..head_size, dst, all, p, pack)
+            };
+        }
     };
     (0..heads * batch).into_par_iter().for_each(|task| {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -188,68 +306,59 @@ pub fn attention(
     Ok(())
 }
 
-/// c2p (`Q · Kr_activeᵀ`) and p2c (`K · Qr_activeᵀ`), for the terms that are on, for one head
-/// into scratch `[L, W]` blocks. Each block of [`QUERY_BLOCK`] rows gets only the slots the
-/// score pass reads for it: c2p row `i` reads diagonals `i..i + L`, p2c row `j` (a key)
-/// diagonals `L - 1 - j..2L - 1 - j`, so a block's slots span about `L + 32` diagonals of the
-/// `2L - 1`, which skips ~25-40% of the products' columns.
-fn position_scores(
+/// Head `h`'s active position rows of `table` as the right operand `[d, W]` of a position
+/// product: element `(e, s)` = `table[h, first + s, e]`.
+fn position_table<'a>(
     rel: &Relative,
-    dims: Dims,
+    table: &'a [f32],
     h: usize,
-    q: MatRef,
-    k: MatRef,
-    scratch: &mut Scratch,
+    d: usize,
+    buf: &'a mut Vec<f32>,
+    packed: bool,
+) -> Rhs<'a> {
+    let active = MatRef {
+        ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
+        rs: 1,
+        cs: d as isize,
+    };
+    // SAFETY: `check` verified that the W active rows of d values lie in the table; the
+    // caller's `packed` implies the AVX2 kernel.
+    unsafe { Rhs::new(buf, (d, rel.width), active, packed) }
+}
+
+/// One position term for the content rows `rows`: c2p (`Q · Kr_activeᵀ`, query rows) or p2c
+/// (`K · Qr_activeᵀ`, key rows, `keys`), into `out [rows.len(), W]`. Each block of
+/// [`QUERY_BLOCK`] rows gets only the slots the score pass reads for it: c2p row `i` reads
+/// diagonals `i..i + L`, p2c row `j` diagonals `L - 1 - j..2L - 1 - j`, so a block's slots
+/// span about `L + 32` diagonals of the `2L - 1`, which skips ~25-40% of the columns.
+#[allow(clippy::too_many_arguments)]
+fn position_term(
+    rel: &Relative,
+    table: Rhs,
+    content: MatRef,
+    rows: Range<usize>,
+    len: usize,
+    slots: &[u32],
+    keys: bool,
+    out: &mut [f32],
+    pack: &mut PackScratch,
 ) {
-    let (len, d, w) = (dims.len, dims.head_size, rel.width);
-    let terms = [
-        (rel.key, q, &mut scratch.c2p, rel.c2p_slot, false),
-        (rel.query, k, &mut scratch.p2c, rel.p2c_slot, true),
-    ];
-    let (pack, packed_table) = (&mut scratch.pack, &mut scratch.table);
-    let packed = sgemm::available();
-    for (table, content, out, slots, keys) in terms {
-        let Some(table) = table else { continue };
-        // rows first_slot.. of head h, transposed: element (e, s) = table[h, first + s, e]
-        let active = MatRef {
-            ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
-            rs: 1,
-            cs: d as isize,
+    let w = rel.width;
+    for r0 in rows.clone().step_by(QUERY_BLOCK) {
+        let r1 = (r0 + QUERY_BLOCK).min(rows.end);
+        let diagonals = if keys {
+            len - r1..2 * len - 1 - r0
+        } else {
+            r0..r1 + len - 1
         };
-        if packed {
-            // SAFETY: `check` verified that the W active rows of d values lie in the table.
-            unsafe { sgemm::pack_rhs(packed_table, (d, w), active) };
-        }
-        for r0 in (0..len).step_by(QUERY_BLOCK) {
-            let r1 = (r0 + QUERY_BLOCK).min(len);
-            let diagonals = if keys {
-                len - r1..2 * len - 1 - r0
-            } else {
-                r0..r1 + len - 1
-            };
-            let Some((lo, hi)) = slot_window(&slots[diagonals]) else {
-                continue;
-            };
-            let lhs = MatRef {
-                // SAFETY: row r0 < L of the [L, d] view.
-                ptr: unsafe { content.ptr.offset(r0 as isize * content.rs) },
-                ..content
-            };
-            // SAFETY: shapes checked in `check` (every slot is below W, so columns lo..=hi of
-            // rows r0..r1 lie in the [L, W] block); scratch is private to the task.
-            unsafe {
-                let row0 = out.as_mut_ptr().add(r0 * w);
-                if packed {
-                    let m = (r1 - r0, d);
-                    sgemm::matmul_packed(m, lo..hi + 1, w, row0, w, lhs, packed_table, pack);
-                } else {
-                    let rhs = MatRef {
-                        ptr: active.ptr.add(lo * d),
-                        ..active
-                    };
-                    product((r1 - r0, hi + 1 - lo, d), row0.add(lo), w, lhs, rhs, pack);
-                }
-            };
+        let Some((lo, hi)) = slot_window(&slots[diagonals]) else {
+            continue;
+        };
+        // SAFETY: `check` verified the shapes (every slot is below W, so columns lo..=hi of
+        // the block's rows lie in `out`, which holds rows.len() x W); r0 < L.
+        unsafe {
+            let dst = out.as_mut_ptr().add((r0 - rows.start) * w);
+            table.multiply(r1 - r0, lo..hi + 1, dst, w, from_row(content, r0), pack);
         }
     }
 }
@@ -262,35 +371,38 @@ fn slot_window(slots: &[u32]) -> Option<(usize, usize)> {
 }
 
 simd_fn! {
-/// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place
-/// (`bias` `None`: all zeros).
+/// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place, for
+/// the query rows `i0..` that `scores` (`[rows, L]`) and `c2p` (`[rows, W]`, from row 0) hold;
+/// `p2c` holds every key's row, `bias` the whole `[L, L]` block (`None`: all zeros).
+#[allow(clippy::too_many_arguments)]
 fn fused_softmax(
-    scratch: &mut Scratch,
+    scores: &mut [f32],
+    c2p: &[f32],
+    p2c: &[f32],
     relative: Option<&Relative>,
     bias: Option<&[f32]>,
+    i0: usize,
     len: usize,
     width: usize,
 ) {
     let (c2p_on, p2c_on) = relative.map_or((false, false), |r| (r.key.is_some(), r.query.is_some()));
-    let Scratch {
-        scores, c2p, p2c, ..
-    } = scratch;
-    let c2p = &c2p[..len * width];
+    let (c_slots, p_slots) = relative.map_or((&[][..], &[][..]), |r| (r.c2p_slot, r.p2c_slot));
     let p2c = &p2c[..len * width];
+    let rows = scores.len() / len.max(1);
     // Tiles of QUERY_BLOCK x KEY_BLOCK: the p2c reads walk a diagonal across p2c rows, so a
     // tile keeps the rows and slots it touches in L1; each query block is then normalised
     // while its rows are still in cache.
-    for i0 in (0..len).step_by(QUERY_BLOCK) {
-        let i1 = (i0 + QUERY_BLOCK).min(len);
+    for t0 in (0..rows).step_by(QUERY_BLOCK) {
+        let t1 = (t0 + QUERY_BLOCK).min(rows);
         for j0 in (0..len).step_by(KEY_BLOCK) {
             let j1 = (j0 + KEY_BLOCK).min(len);
-            for i in i0..i1 {
-                let cells = i * len + j0..i * len + j1;
-                let row = &mut scores[cells.clone()];
+            for t in t0..t1 {
+                // Row t of the block is query i; score (i, j) is at t * L + j.
+                let i = i0 + t;
+                let row = &mut scores[t * len + j0..t * len + j1];
                 // Slots for keys j0..j1 by diagonal d = i - j + L - 1 (so d falls as j rises).
-                let (c_slots, p_slots) = relative.map_or((&[][..], &[][..]), |r| (r.c2p_slot, r.p2c_slot));
                 let top = i + len - 1;
-                let c2p_row = &c2p[i * width..(i + 1) * width];
+                let c2p_row = &c2p[t * width..(t + 1) * width];
                 match (c2p_on, p2c_on) {
                     (true, true) => {
                         for (jj, s) in row.iter_mut().enumerate() {
@@ -325,13 +437,13 @@ fn fused_softmax(
                 }
                 // (qk + relative) + mask, the candle path's order.
                 if let Some(bias) = bias {
-                    for (s, m) in row.iter_mut().zip(&bias[cells]) {
+                    for (s, m) in row.iter_mut().zip(&bias[i * len + j0..i * len + j1]) {
                         *s += m;
                     }
                 }
             }
         }
-        for row in scores[i0 * len..i1 * len].chunks_exact_mut(len) {
+        for row in scores[t0 * len..t1 * len].chunks_exact_mut(len) {
             rows::softmax(row);
         }
     }
@@ -379,5 +491,155 @@ fn check(
         Err(Error::Input(format!(
             "CPU fast path: attention buffers do not match B={batch} L={len} H={heads} d={head_size}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::pseudo_random;
+    use crate::model::relative_position::RelativeIndex;
+
+    /// The attention of one (sequence, head) computed element by element in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        dims: Dims,
+        qkv: &[f32],
+        bias: &[f32],
+        rel: Option<&Relative>,
+        b: usize,
+        h: usize,
+        context: &mut [f32],
+        probs: &mut [f32],
+    ) {
+        let Dims {
+            len,
+            heads,
+            head_size: d,
+            ..
+        } = dims;
+        let all = heads * d;
+        let at =
+            |t: usize, part: usize, e: usize| qkv[(b * len + t) * 3 * all + part * all + h * d + e];
+        let table_at = |t: &[f32], slot: u32, e: usize, r: &Relative| {
+            t[(h * r.table_rows + r.first_slot + slot as usize) * d + e]
+        };
+        let dot = |f: &dyn Fn(usize) -> f64| (0..d).map(f).sum::<f64>();
+        for i in 0..len {
+            let mut row: Vec<f64> = (0..len)
+                .map(|j| {
+                    let mut s = dot(&|e| at(i, 0, e) as f64 * at(j, 1, e) as f64);
+                    if let Some(r) = rel {
+                        let slot = i + len - 1 - j;
+                        if let Some(t) = r.key {
+                            let c = r.c2p_slot[slot];
+                            s += dot(&|e| at(i, 0, e) as f64 * table_at(t, c, e, r) as f64);
+                        }
+                        if let Some(t) = r.query {
+                            let p = r.p2c_slot[slot];
+                            s += dot(&|e| at(j, 1, e) as f64 * table_at(t, p, e, r) as f64);
+                        }
+                    }
+                    s + bias[(b * len + i) * len + j] as f64
+                })
+                .collect();
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = row
+                .iter_mut()
+                .map(|v| {
+                    *v = (*v - max).exp();
+                    *v
+                })
+                .sum();
+            for (j, v) in row.iter_mut().enumerate() {
+                *v /= sum;
+                probs[((b * heads + h) * len + i) * len + j] = *v as f32;
+            }
+            for e in 0..d {
+                let c: f64 = (0..len).map(|j| row[j] * at(j, 2, e) as f64).sum();
+                context[(b * len + i) * all + h * d + e] = c as f32;
+            }
+        }
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// Several query blocks (the last a partial one, shorter than a score tile), a padded
+    /// sequence, bucketed positions, each position term on and off, on both product paths,
+    /// against an element-by-element reference, probabilities included.
+    #[test]
+    fn query_blocks_match_an_elementwise_reference() {
+        let dims = Dims {
+            batch: 2,
+            len: 264,
+            heads: 2,
+            head_size: 8,
+        };
+        let (len, all) = (dims.len, dims.heads * dims.head_size);
+        let index = RelativeIndex::new(len, 32, 32, 128, &candle_core::Device::Cpu).unwrap();
+        let block = block_rows(len, index.width);
+        assert!(block < len && len % block < QUERY_BLOCK, "block {block}");
+        let table_rows = 64;
+        let key_table = pseudo_random(dims.heads * table_rows * dims.head_size, 1);
+        let query_table = pseudo_random(dims.heads * table_rows * dims.head_size, 2);
+        let qkv = pseudo_random(dims.batch * len * 3 * all, 3);
+        // Sequence 1 is padded: its last 37 keys are masked.
+        let mut bias = vec![0f32; dims.batch * len * len];
+        for row in bias[len * len..].chunks_exact_mut(len) {
+            row[len - 37..].fill(f32::MIN);
+        }
+        let masked = [false, true];
+        let terms = [(true, true), (true, false), (false, true), (false, false)];
+        let paths = [false, sgemm::available()];
+        for ((c2p, p2c), packed) in terms.into_iter().flat_map(|t| paths.map(|p| (t, p))) {
+            let rel = Relative {
+                key: c2p.then_some(&key_table[..]),
+                query: p2c.then_some(&query_table[..]),
+                table_rows,
+                c2p_slot: &index.c2p_slot,
+                p2c_slot: &index.p2c_slot,
+                first_slot: index.first_slot,
+                width: index.width,
+            };
+            let rel = (c2p || p2c).then_some(&rel);
+            let mut context = vec![f32::NAN; dims.batch * len * all];
+            let mut probs = vec![f32::NAN; dims.batch * dims.heads * len * len];
+            attention_on(
+                dims,
+                &qkv,
+                &bias,
+                &masked,
+                rel,
+                &mut context,
+                Some(&mut probs),
+                packed,
+            )
+            .unwrap();
+            let mut want_context = vec![0f32; context.len()];
+            let mut want_probs = vec![0f32; probs.len()];
+            for (b, h) in (0..dims.batch).flat_map(|b| (0..dims.heads).map(move |h| (b, h))) {
+                reference(
+                    dims,
+                    &qkv,
+                    &bias,
+                    rel,
+                    b,
+                    h,
+                    &mut want_context,
+                    &mut want_probs,
+                );
+            }
+            let (dc, dp) = (
+                max_diff(&context, &want_context),
+                max_diff(&probs, &want_probs),
+            );
+            println!("c2p {c2p} p2c {p2c} packed {packed}: context {dc:.2e}, probs {dp:.2e}");
+            assert!(dc < 1e-6 && dp < 1e-6, "context {dc}, probs {dp}");
+            assert!(probs[len * len * 2..]
+                .chunks_exact(len)
+                .all(|r| r[len - 37..] == [0.0; 37]));
+        }
     }
 }

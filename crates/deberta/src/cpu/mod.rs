@@ -6,14 +6,16 @@
 //! no copy) and the same arithmetic, but:
 //! - runs every product on its own AVX2 GEMM ([`sgemm`]): the linear layers' weights packed
 //!   once, on first use, into the micro-kernel's layout, their inputs read in place, and the
-//!   per-head attention products' right operand packed per call, writing Q/K/V and each head's
-//!   context in place through strides instead of permuting copies (CPUs with AVX-512 run the
-//!   linear layers on the 512-bit kernels of [`avx512`] through [`avx512_linear`] and [`int8`],
-//!   and the attention products on the `gemm` crate, as do CPUs without AVX2 + FMA);
+//!   per-head attention products' right operands packed once per (head, sequence), writing
+//!   Q/K/V and each head's context in place through strides instead of permuting copies
+//!   (CPUs with AVX-512 run the linear layers on the 512-bit kernels of [`avx512`] through
+//!   [`avx512_linear`] and [`int8`], and the attention products on the `gemm` crate, as do
+//!   CPUs without AVX2 + FMA);
 //! - applies bias + activation (and the Q/K/V biases and key scaling) to each GEMM tile as it
 //!   is stored ([`rows::Epilogue`]), and fuses bias + residual + LayerNorm, and
 //!   c2c + c2p gather + p2c gather + mask + softmax, each as one multi-threaded pass;
-//! - runs attention as one task per (head, sequence), each with its own scratch buffers;
+//! - runs attention as one task per (head, sequence), each with its own scratch buffers, in
+//!   blocks of query rows whose scores stay in L2;
 //! - compiles its element-wise kernels for AVX2/FMA, chosen at run time ([`simd`]).
 //!
 //! The candle path stays for other devices and dtypes; both are held to transformers by the

@@ -231,39 +231,16 @@ struct Tile<'a> {
     epilogue: Option<&'a Epilogue<'a>>,
 }
 
-/// Scratch for [`matmul`]'s packed operands, reused across calls.
+/// Scratch for [`matmul_packed`]'s left operands when their columns are strided, reused
+/// across calls.
 #[derive(Default)]
 pub struct PackScratch {
     lhs: Vec<f32>,
-    rhs: Vec<f32>,
-}
-
-/// `dst[m, n] = lhs[m, k] · rhs[k, n]` on this thread, for strided operands (the attention
-/// products of one head): `rhs` is packed into `scratch` ([`pack_rhs`]), then multiplied as
-/// [`matmul_packed`] does. The caller checked [`available`].
-///
-/// # Safety
-/// Every element the shapes and strides address must lie inside live allocations, and the
-/// `m x n` block of `dst` (row stride `dst_rs`) must be the caller's alone.
-pub unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: MatRef,
-    rhs: MatRef,
-    scratch: &mut PackScratch,
-) {
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let mut rhs_panels = std::mem::take(&mut scratch.rhs);
-    pack_rhs(&mut rhs_panels, (k, n), rhs);
-    matmul_packed((m, k), 0..n, n, dst, dst_rs, lhs, &rhs_panels, scratch);
-    scratch.rhs = rhs_panels;
 }
 
 /// Packs `rhs [k, n]` (strided) into `dst` as the kernel's `[panels][k][24]` panels, for
-/// [`matmul_packed`].
+/// [`matmul_packed`] (the attention products pack each head's operands once and multiply
+/// them block by block).
 ///
 /// # Safety
 /// [`available`] holds, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
@@ -768,7 +745,12 @@ mod tests {
             for a in [row_major, col_major] {
                 let mut out = vec![f32::NAN; m * (n + 2)];
                 // SAFETY: the shapes and strides stay inside the buffers.
-                unsafe { matmul((m, n, k), out.as_mut_ptr(), n + 2, a, b, &mut scratch) };
+                unsafe {
+                    let mut panels = Vec::new();
+                    pack_rhs(&mut panels, (k, n), b);
+                    let dst = out.as_mut_ptr();
+                    matmul_packed((m, k), 0..n, n, dst, n + 2, a, &panels, &mut scratch);
+                }
                 let diff = out
                     .chunks_exact(n + 2)
                     .flat_map(|r| &r[..n])
