@@ -78,8 +78,8 @@ impl Scratch {
     /// Sizes the buffers for one (head, sequence) task; every product overwrites what it uses.
     fn fit(&mut self, block_rows: usize, len: usize, width: usize) {
         self.scores.resize(block_rows * len, 0.0);
-        self.c2p.resize(block_rows * width, 0.0);
-        self.p2c.resize(len * width, 0.0);
+        self.c2p.resize(block_rows * width + PAD, 0.0);
+        self.p2c.resize(len * width + PAD, 0.0);
     }
 }
 
@@ -211,6 +211,13 @@ fn attention_on(
     let probs_out = probs.map(|p| SharedMut(p.as_mut_ptr()));
     let row_stride = 3 * all;
     let block = block_rows(len, width).min(len);
+    let tiles = relative.is_some_and(|r| {
+        r.key.is_some()
+            && r.query.is_some()
+            && unit_steps(r.c2p_slot)
+            && unit_steps(r.p2c_slot)
+            && avx2()
+    });
     let head_task = |scratch: &mut Scratch, task: usize| {
         scratch.fit(block, len, width);
         let (h, b) = (task / batch, task % batch);
@@ -276,7 +283,15 @@ fn attention_on(
                 }
             }
             let block_scores = &mut scores[..rows * len];
-            fused_softmax(block_scores, c2p, p2c, relative, bias_b, i0, len, width);
+            let terms = relative.map(|r| Terms {
+                c2p: r.key.map(|_| &c2p[..]),
+                p2c: r.query.map(|_| &p2c[..]),
+                c_slots: r.c2p_slot,
+                p_slots: r.p2c_slot,
+                width,
+                tiles,
+            });
+            fused_softmax(block_scores, terms, bias_b, i0, len);
             if let Some(out) = probs_out {
                 // SAFETY: rows i0.. of block (b, h) of probs are written by this task only.
                 let dst = unsafe {
@@ -370,24 +385,43 @@ fn slot_window(slots: &[u32]) -> Option<(usize, usize)> {
     Some((lo, hi))
 }
 
+/// The position terms the score pass adds to one query block's `Q·Kᵀ`.
+#[derive(Clone, Copy)]
+struct Terms<'a> {
+    /// c2p rows of the block's queries `[rows, W]`, and p2c rows of every key `[L, W]`, each
+    /// followed by at least [`PAD`] values (the tile kernel's loads run up to 7 past a row).
+    c2p: Option<&'a [f32]>,
+    p2c: Option<&'a [f32]>,
+    /// Slots by diagonal `i - j + L - 1` (`2L - 1` each, every one below `width`).
+    c_slots: &'a [u32],
+    p_slots: &'a [u32],
+    width: usize,
+    /// Whether [`relative_tile8`] may add whole 8 x 8 tiles: AVX2, both terms on, and slots
+    /// that rise by 0 or 1 from one diagonal to the next ([`unit_steps`]).
+    tiles: bool,
+}
+
+/// Values after each position buffer that [`relative_tile8`]'s 8-wide loads may touch.
+const PAD: usize = 8;
+
+/// Whether `slots` never falls and rises by at most 1 per diagonal: then any 8 consecutive
+/// diagonals read 8 consecutive slots from the smallest of them. Bucketed and plain
+/// relative positions both do; the tile kernel is used only where this was checked.
+fn unit_steps(slots: &[u32]) -> bool {
+    slots.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] <= 1)
+}
+
 simd_fn! {
 /// `scores[i, j] = softmax_j(qk[i, j] + (c2p[i, δ] + p2c[j, δ']) + bias[i, j])`, in place, for
-/// the query rows `i0..` that `scores` (`[rows, L]`) and `c2p` (`[rows, W]`, from row 0) hold;
-/// `p2c` holds every key's row, `bias` the whole `[L, L]` block (`None`: all zeros).
-#[allow(clippy::too_many_arguments)]
+/// the query rows `i0..` that `scores` (`[rows, L]`) holds; `bias` is the whole `[L, L]`
+/// block (`None`: all zeros), `terms` `None` without relative attention.
 fn fused_softmax(
     scores: &mut [f32],
-    c2p: &[f32],
-    p2c: &[f32],
-    relative: Option<&Relative>,
+    terms: Option<Terms>,
     bias: Option<&[f32]>,
     i0: usize,
     len: usize,
-    width: usize,
 ) {
-    let (c2p_on, p2c_on) = relative.map_or((false, false), |r| (r.key.is_some(), r.query.is_some()));
-    let (c_slots, p_slots) = relative.map_or((&[][..], &[][..]), |r| (r.c2p_slot, r.p2c_slot));
-    let p2c = &p2c[..len * width];
     let rows = scores.len() / len.max(1);
     // Tiles of QUERY_BLOCK x KEY_BLOCK: the p2c reads walk a diagonal across p2c rows, so a
     // tile keeps the rows and slots it touches in L1; each query block is then normalised
@@ -396,47 +430,17 @@ fn fused_softmax(
         let t1 = (t0 + QUERY_BLOCK).min(rows);
         for j0 in (0..len).step_by(KEY_BLOCK) {
             let j1 = (j0 + KEY_BLOCK).min(len);
+            let (t_end, j_end) = relative_tiles(scores, terms, i0, t0..t1, j0..j1, len);
             for t in t0..t1 {
                 // Row t of the block is query i; score (i, j) is at t * L + j.
                 let i = i0 + t;
-                let row = &mut scores[t * len + j0..t * len + j1];
-                // Slots for keys j0..j1 by diagonal d = i - j + L - 1 (so d falls as j rises).
-                let top = i + len - 1;
-                let c2p_row = &c2p[t * width..(t + 1) * width];
-                match (c2p_on, p2c_on) {
-                    (true, true) => {
-                        for (jj, s) in row.iter_mut().enumerate() {
-                            let j = j0 + jj;
-                            // SAFETY: `check` verified both slot tables hold 2L - 1 entries,
-                            // each below W; top - j < 2L - 1 and j < L.
-                            *s += unsafe {
-                                let d = top - j;
-                                c2p_row.get_unchecked(*c_slots.get_unchecked(d) as usize)
-                                    + p2c.get_unchecked(j * width + *p_slots.get_unchecked(d) as usize)
-                            };
-                        }
-                    }
-                    (true, false) => {
-                        for (jj, s) in row.iter_mut().enumerate() {
-                            // SAFETY: as above.
-                            *s += unsafe {
-                                c2p_row.get_unchecked(*c_slots.get_unchecked(top - j0 - jj) as usize)
-                            };
-                        }
-                    }
-                    (false, true) => {
-                        for (jj, s) in row.iter_mut().enumerate() {
-                            let j = j0 + jj;
-                            // SAFETY: as above.
-                            *s += unsafe {
-                                p2c.get_unchecked(j * width + *p_slots.get_unchecked(top - j) as usize)
-                            };
-                        }
-                    }
-                    (false, false) => {}
+                let from = if t < t_end { j_end } else { j0 };
+                if let Some(terms) = terms {
+                    add_relative(&mut scores[t * len..(t + 1) * len], terms, i, t, from..j1, len);
                 }
                 // (qk + relative) + mask, the candle path's order.
                 if let Some(bias) = bias {
+                    let row = &mut scores[t * len + j0..t * len + j1];
                     for (s, m) in row.iter_mut().zip(&bias[i * len + j0..i * len + j1]) {
                         *s += m;
                     }
@@ -448,6 +452,186 @@ fn fused_softmax(
         }
     }
 }
+}
+
+/// Adds the position terms to the whole 8 x 8 tiles of block rows `rows` and keys `keys`
+/// through [`relative_tile8`] where `terms.tiles` allows; returns where the tiles end
+/// (`rows.start..t_end` x `keys.start..j_end` are done).
+fn relative_tiles(
+    scores: &mut [f32],
+    terms: Option<Terms>,
+    i0: usize,
+    rows: Range<usize>,
+    keys: Range<usize>,
+    len: usize,
+) -> (usize, usize) {
+    let Some(terms) = terms.filter(|t| t.tiles) else {
+        return (rows.start, keys.start);
+    };
+    let t_end = rows.start + rows.len() / 8 * 8;
+    let j_end = keys.start + keys.len() / 8 * 8;
+    #[cfg(target_arch = "x86_64")]
+    for t in (rows.start..t_end).step_by(8) {
+        for j in (keys.start..j_end).step_by(8) {
+            // SAFETY: `tiles` implies AVX2, both terms and unit slot steps; the 8 x 8 tile at
+            // block row t (query i0 + t) and key j lies in the block, and the buffers carry
+            // PAD values past their rows.
+            unsafe { relative_tile8(scores, terms, i0 + t, t, j, len) };
+        }
+    }
+    (t_end, j_end)
+}
+
+/// `row[j] += c2p[t, δ] + p2c[j, δ']` for the keys `keys` of query `i` (row `t` of the block),
+/// one element at a time.
+#[inline(always)]
+fn add_relative(row: &mut [f32], terms: Terms, i: usize, t: usize, keys: Range<usize>, len: usize) {
+    let Terms {
+        c_slots,
+        p_slots,
+        width,
+        ..
+    } = terms;
+    // Diagonal d = i - j + L - 1 (so d falls as j rises).
+    let top = i + len - 1;
+    let (row, j0) = (&mut row[keys.clone()], keys.start);
+    match (terms.c2p, terms.p2c) {
+        (Some(c2p), Some(p2c)) => {
+            let c2p_row = &c2p[t * width..(t + 1) * width];
+            for (jj, s) in row.iter_mut().enumerate() {
+                let j = j0 + jj;
+                // SAFETY: `check` verified both slot tables hold 2L - 1 entries, each below W;
+                // top - j < 2L - 1 and j < L, and p2c holds L rows of W.
+                *s += unsafe {
+                    let d = top - j;
+                    c2p_row.get_unchecked(*c_slots.get_unchecked(d) as usize)
+                        + p2c.get_unchecked(j * width + *p_slots.get_unchecked(d) as usize)
+                };
+            }
+        }
+        (Some(c2p), None) => {
+            let c2p_row = &c2p[t * width..(t + 1) * width];
+            for (jj, s) in row.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *s += unsafe {
+                    c2p_row.get_unchecked(*c_slots.get_unchecked(top - j0 - jj) as usize)
+                };
+            }
+        }
+        (None, Some(p2c)) => {
+            for (jj, s) in row.iter_mut().enumerate() {
+                let j = j0 + jj;
+                // SAFETY: as above.
+                *s += unsafe {
+                    p2c.get_unchecked(j * width + *p_slots.get_unchecked(top - j) as usize)
+                };
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// Adds `c2p[t + a, δ] + p2c[j + b, δ']` to the 8 x 8 tile of scores at block row `t` (query
+/// `i`), key `j`, for `a, b < 8`, as [`add_relative`] does, in vectors.
+///
+/// With unit slot steps, the 8 diagonals a row or key of the tile reads cover 8 consecutive
+/// slots from the smallest: c2p row `t + a` is one 8-wide load permuted by its slots
+/// (reversed: the diagonal falls as the key rises); p2c row `j + b` likewise gives the
+/// values for the tile's 8 queries, and an 8 x 8 transpose turns those columns into rows.
+///
+/// # Safety
+/// AVX2; `terms.tiles` holds; rows `t..t + 8` lie in the block and keys `j..j + 8` below `len`;
+/// the c2p and p2c buffers hold their rows plus [`PAD`] values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn relative_tile8(
+    scores: &mut [f32],
+    terms: Terms,
+    i: usize,
+    t: usize,
+    j: usize,
+    len: usize,
+) {
+    use std::arch::x86_64::*;
+    let (Some(c2p), Some(p2c)) = (terms.c2p, terms.p2c) else {
+        return;
+    };
+    let (c_slots, p_slots, w) = (terms.c_slots.as_ptr(), terms.p_slots.as_ptr(), terms.width);
+    // Diagonal of score (i + a, j + b): d0 + a - b, with d0 >= 7 and d0 + 7 <= 2L - 2.
+    let d0 = i + len - 1 - j;
+    let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    // p2c: lane a of column b is p2c[j + b, p_slots[d0 + a - b]].
+    let mut cols = [_mm256_setzero_ps(); 8];
+    for (b, col) in cols.iter_mut().enumerate() {
+        let slots = _mm256_loadu_si256(p_slots.add(d0 - b).cast());
+        let first = *p_slots.add(d0 - b);
+        let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
+        let at = p2c.as_ptr().add((j + b) * w + first as usize);
+        *col = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
+    }
+    let p_rows = transpose8(cols);
+    for (a, p_row) in p_rows.iter().enumerate() {
+        // c2p: lane b of row a is c2p[t + a, c_slots[d0 + a - b]], slots loaded rising from
+        // d0 + a - 7 and reversed.
+        let low = d0 + a - 7;
+        let slots =
+            _mm256_permutevar8x32_epi32(_mm256_loadu_si256(c_slots.add(low).cast()), reverse);
+        let first = *c_slots.add(low);
+        let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
+        let at = c2p.as_ptr().add((t + a) * w + first as usize);
+        let c_row = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
+        let out = scores.as_mut_ptr().add((t + a) * len + j);
+        _mm256_storeu_ps(
+            out,
+            _mm256_add_ps(_mm256_loadu_ps(out), _mm256_add_ps(c_row, *p_row)),
+        );
+    }
+}
+
+/// The transpose of 8 rows of 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
+}
+
+/// Whether this CPU runs [`relative_tile8`].
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Every length the unsafe code relies on, checked once per call.
@@ -566,14 +750,15 @@ mod tests {
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
     }
 
-    /// Several query blocks (the last a partial one, shorter than a score tile), a padded
+    /// Several query blocks (the last a partial one, shorter than a score tile and than the
+    /// 8 x 8 position tiles, as is the last key tile), a padded
     /// sequence, bucketed positions, each position term on and off, on both product paths,
     /// against an element-by-element reference, probabilities included.
     #[test]
     fn query_blocks_match_an_elementwise_reference() {
         let dims = Dims {
             batch: 2,
-            len: 264,
+            len: 262,
             heads: 2,
             head_size: 8,
         };
@@ -581,6 +766,8 @@ mod tests {
         let index = RelativeIndex::new(len, 32, 32, 128, &candle_core::Device::Cpu).unwrap();
         let block = block_rows(len, index.width);
         assert!(block < len && len % block < QUERY_BLOCK, "block {block}");
+        // Bucketed slots rise by 0 or 1 per diagonal, so the 8 x 8 tile kernel runs.
+        assert!(unit_steps(&index.c2p_slot) && unit_steps(&index.p2c_slot));
         let table_rows = 64;
         let key_table = pseudo_random(dims.heads * table_rows * dims.head_size, 1);
         let query_table = pseudo_random(dims.heads * table_rows * dims.head_size, 2);
