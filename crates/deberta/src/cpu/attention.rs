@@ -216,7 +216,7 @@ fn attention_on(
             && r.query.is_some()
             && unit_steps(r.c2p_slot)
             && unit_steps(r.p2c_slot)
-            && avx2()
+            && super::avx2_fma()
     });
     let head_task = |scratch: &mut Scratch, task: usize| {
         scratch.fit(block, len, width);
@@ -260,7 +260,7 @@ fn attention_on(
         let bias_b = masked[b].then(|| &bias[b * len * len..(b + 1) * len * len]);
         if let Some((rel, t)) = relative.and_then(|r| Some((r, r.query?))) {
             let rhs = position_table(rel, t, h, head_size, table, packed);
-            position_term(rel, rhs, k, 0..len, len, rel.p2c_slot, true, p2c, pack);
+            position_term(rel, rhs, k, 0..len, len, true, p2c, pack);
         }
         let c2p_table = relative
             .and_then(|r| Some((r, r.key?)))
@@ -279,7 +279,7 @@ fn attention_on(
                 );
                 if let Some((rel, rhs)) = c2p_table {
                     let queries = i0..i0 + rows;
-                    position_term(rel, rhs, q, queries, len, rel.c2p_slot, false, c2p, pack);
+                    position_term(rel, rhs, q, queries, len, false, c2p, pack);
                 }
             }
             let block_scores = &mut scores[..rows * len];
@@ -353,12 +353,12 @@ fn position_term(
     content: MatRef,
     rows: Range<usize>,
     len: usize,
-    slots: &[u32],
     keys: bool,
     out: &mut [f32],
     pack: &mut PackScratch,
 ) {
     let w = rel.width;
+    let slots = if keys { rel.p2c_slot } else { rel.c2p_slot };
     for r0 in rows.clone().step_by(QUERY_BLOCK) {
         let r1 = (r0 + QUERY_BLOCK).min(rows.end);
         let diagonals = if keys {
@@ -620,18 +620,6 @@ unsafe fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::_
         _mm256_permute2f128_ps::<0x31>(u2, u6),
         _mm256_permute2f128_ps::<0x31>(u3, u7),
     ]
-}
-
-/// Whether this CPU runs [`relative_tile8`].
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Every length the unsafe code relies on, checked once per call.

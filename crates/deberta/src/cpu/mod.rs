@@ -109,6 +109,19 @@ fn internal(name: &str, what: &str) -> Error {
     Error::Input(format!("CPU fast path: tensor {name} {what}"))
 }
 
+/// Whether this CPU has AVX2 and FMA (what [`simd_fn!`] bodies and the attention's vector
+/// tiles are compiled for; std caches the check).
+fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Defines a function whose body is compiled twice, for AVX2 + FMA and for the target's
 /// baseline, and picks one at run time (std caches the CPU check). Functions the body calls
 /// must be `#[inline(always)]` to be compiled into the AVX2 version. An `unsafe fn` keeps its
@@ -128,9 +141,7 @@ macro_rules! simd_fn {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if crate::cpu::avx2_fma() {
                     // SAFETY: the CPU has the features `avx2` is compiled for; the rest is the
                     // caller's contract.
                     return avx2($($arg),*);
@@ -153,9 +164,7 @@ macro_rules! simd_fn {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if crate::cpu::avx2_fma() {
                     // SAFETY: the CPU has the features `avx2` is compiled for.
                     return unsafe { avx2($($arg),*) };
                 }
