@@ -19,7 +19,8 @@
 //! - compiles its element-wise kernels for AVX2/FMA, chosen at run time ([`simd`]).
 //!
 //! The candle path stays for other devices and dtypes; both are held to transformers by the
-//! same golden tests, and `tests/fast_path.rs` holds them to each other.
+//! same golden cases (`tests/golden_model.rs` on this path, `tests/golden_candle_path.rs` with
+//! `DEBERTA_CPU_FAST=0`).
 
 mod attention;
 mod avx512;
