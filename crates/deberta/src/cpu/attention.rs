@@ -669,7 +669,7 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::pseudo_random;
+    use crate::cpu::{max_diff, pseudo_random};
     use crate::model::relative_position::RelativeIndex;
 
     /// The attention of one (sequence, head) computed element by element in f64.
@@ -732,10 +732,6 @@ mod tests {
                 context[(b * len + i) * all + h * d + e] = c as f32;
             }
         }
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
     }
 
     /// Several query blocks (the last a partial one, shorter than a score tile and than the

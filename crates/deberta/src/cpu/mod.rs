@@ -282,3 +282,9 @@ fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The largest `|a - b|` over two slices (tests).
+#[cfg(test)]
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}

@@ -637,7 +637,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::pseudo_random;
+    use crate::cpu::{max_diff, pseudo_random};
     use crate::Activation;
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
@@ -674,10 +674,7 @@ mod tests {
                 .forward(&x, &mut out, None)
                 .unwrap();
             let want = reference(&x, &w, k);
-            let diff = out
-                .iter()
-                .zip(&want)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let diff = max_diff(&out, &want);
             println!("{rows}x{cols}x{k}: max |diff| {diff:.2e}");
             assert!(diff < 1e-4 * (k as f32).sqrt(), "{rows}x{cols}x{k}: {diff}");
         }
@@ -712,10 +709,7 @@ mod tests {
             assert_eq!(got, want);
             // Rounding moves the products by ~2^-8 relative: visible, and small.
             let exact = reference(&x, &w, k);
-            let diff = got
-                .iter()
-                .zip(&exact)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let diff = max_diff(&got, &exact);
             if epilogue.is_none() {
                 println!("bf16 vs f32 products: max |diff| {diff:.2e}");
                 assert!(diff > 1e-5 && diff < 0.05, "{diff}");
