@@ -5,7 +5,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use deberta::{ForwardOptions, HeadKind, Labels, LinearFormat, ModelInput, TaskModel};
+use deberta::{
+    ExecutionPlan, ForwardOptions, HeadKind, Labels, LinearFormat, LoadOptions, ModelInput,
+    TaskModel,
+};
 use deberta_tokenizer::{Encoding, Tokenizer};
 
 use crate::error::{Error, Result};
@@ -92,7 +95,19 @@ impl Engine {
         head: HeadKind,
         device: &Device,
     ) -> Result<Self> {
-        let model = TaskModel::from_pretrained(dir, Some(head), device)?;
+        Self::with_load_options(dir, tokenizer, head, device, LoadOptions::default())
+    }
+
+    /// [`Self::with_tokenizer`] with a dtype and kernel options (the execution path is chosen
+    /// from them once, here).
+    pub fn with_load_options(
+        dir: impl AsRef<Path>,
+        tokenizer: Tokenizer,
+        head: HeadKind,
+        device: &Device,
+        load: LoadOptions,
+    ) -> Result<Self> {
+        let model = TaskModel::from_pretrained_with(dir, Some(head), device, load)?;
         for name in &model.report().initialized {
             tracing::warn!("{name} was not in the checkpoint and was initialised at random");
         }
@@ -120,6 +135,11 @@ impl Engine {
     pub fn with_linear_format(mut self, format: LinearFormat) -> Result<Self> {
         self.model.set_linear_format(format)?;
         Ok(self)
+    }
+
+    /// The execution plan the model runs (path, kernels, format).
+    pub fn plan(&self) -> &ExecutionPlan {
+        self.model.plan()
     }
 
     /// The settings.

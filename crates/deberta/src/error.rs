@@ -5,8 +5,8 @@ use std::path::PathBuf;
 /// Errors from configs, checkpoints, inputs and the tensor engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the cause is chained, not repeated).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -14,7 +14,7 @@ pub enum Error {
     },
 
     /// A JSON file is malformed or does not have the expected schema.
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON")]
     Json {
         path: PathBuf,
         #[source]
@@ -49,6 +49,14 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// A broken internal invariant (a bug, never a property of the input).
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// An execution path, kernel or format was asked for that this model or device cannot run.
+    #[error("{requested} is not available: {reason}")]
+    Unsupported { requested: String, reason: String },
+
     /// An error inside the tensor engine.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -67,6 +75,17 @@ impl Error {
 
     pub(crate) fn input(msg: impl Into<String>) -> Self {
         Error::Input(msg.into())
+    }
+
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+
+    pub(crate) fn unsupported(requested: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Unsupported {
+            requested: requested.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

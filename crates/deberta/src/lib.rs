@@ -22,20 +22,26 @@
 pub mod activation;
 pub mod config;
 mod cpu;
+pub mod dropout;
 mod error;
 pub mod export;
 pub mod heads;
 pub mod json_input;
+mod kernel_plan;
 pub mod loss;
 mod mmap_safetensors;
 pub mod model;
-mod nn;
+pub mod nn;
+pub mod params;
+pub mod plan;
 pub mod pretrained;
+pub mod relative_position;
 pub mod tf;
 pub mod weights;
 
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
+pub use dropout::DropoutRng;
 pub use error::{Error, Result};
 pub use heads::{
     DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
@@ -43,4 +49,6 @@ pub use heads::{
     TaskModel, TaskOutput,
 };
 pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
+pub use params::{Param, Parameters};
+pub use plan::{Backend, ExecutionPlan, KernelOptions, KernelPlan, LoadOptions, PathChoice};
 pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

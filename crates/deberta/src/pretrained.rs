@@ -1,16 +1,16 @@
 //! Loading models from a checkpoint directory (`config.json` + weights), as
 //! `DebertaV2PreTrainedModel.from_pretrained` does.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
 
 use crate::config::DebertaV2Config;
 use crate::model::DebertaV2Model;
+use crate::params::Parameters;
+use crate::plan::LoadOptions;
 use crate::weights::{Checkpoint, LoadReport, LoadState, WeightFormat, Weights};
 use crate::{Error, Result};
-use candle_core::Tensor;
 
 /// transformers' `base_model_prefix`.
 pub const BASE_MODEL_PREFIX: &str = "deberta";
@@ -51,10 +51,11 @@ pub fn ignored_by_all(name: &str) -> bool {
     name.contains("position_embeddings")
 }
 
-/// A model together with every weight it holds, by transformers name, for `save_pretrained`.
+/// A model together with every parameter it holds, by transformers name, for training and
+/// `save_pretrained`.
 pub struct Loaded<T> {
     pub model: T,
-    pub state_dict: BTreeMap<String, Tensor>,
+    pub parameters: Parameters,
     pub report: LoadReport,
 }
 
@@ -62,17 +63,17 @@ pub struct Loaded<T> {
 pub fn load_with<T>(
     checkpoint: &Checkpoint,
     config: &DebertaV2Config,
-    device: &Device,
+    (device, options): (&Device, LoadOptions),
     is_ignored: impl Fn(&str) -> bool,
     build: impl FnOnce(&Weights, &DebertaV2Config) -> Result<T>,
 ) -> Result<Loaded<T>> {
-    let state = LoadState::default();
+    let state = LoadState::with_options(options);
     let weights = Weights::new(checkpoint, &state, device);
     let model = build(&weights, config)?;
     let report = LoadReport::build(checkpoint, &state.used(), state.initialized(), is_ignored);
     Ok(Loaded {
         model,
-        state_dict: state.state_dict(),
+        parameters: state.parameters(),
         report,
     })
 }
@@ -80,9 +81,18 @@ pub fn load_with<T>(
 impl DebertaV2Model {
     /// Loads the backbone from a checkpoint directory saved by any DeBERTa-v2 class.
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        Self::from_pretrained_with(dir, device, LoadOptions::default())
+    }
+
+    /// [`Self::from_pretrained`] with a dtype and kernel options.
+    pub fn from_pretrained_with(
+        dir: impl AsRef<Path>,
+        device: &Device,
+        options: LoadOptions,
+    ) -> Result<(Self, LoadReport)> {
         let config = load_config(&dir)?;
         let checkpoint = Checkpoint::from_dir(&dir)?;
-        Self::from_checkpoint(&checkpoint, &config, device)
+        Self::from_checkpoint_with(&checkpoint, &config, device, options)
     }
 
     /// Loads the backbone from an opened checkpoint.
@@ -91,9 +101,23 @@ impl DebertaV2Model {
         config: &DebertaV2Config,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let loaded = load_with(checkpoint, config, device, ignored_by_all, |w, cfg| {
-            DebertaV2Model::load(&w.backbone_saved_as(""), cfg)
-        })?;
+        Self::from_checkpoint_with(checkpoint, config, device, LoadOptions::default())
+    }
+
+    /// [`Self::from_checkpoint`] with a dtype and kernel options.
+    pub fn from_checkpoint_with(
+        checkpoint: &Checkpoint,
+        config: &DebertaV2Config,
+        device: &Device,
+        options: LoadOptions,
+    ) -> Result<(Self, LoadReport)> {
+        let loaded = load_with(
+            checkpoint,
+            config,
+            (device, options),
+            ignored_by_all,
+            |w, cfg| DebertaV2Model::load(&w.backbone_saved_as(""), cfg),
+        )?;
         Ok((loaded.model, loaded.report))
     }
 }

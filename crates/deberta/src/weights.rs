@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use crate::mmap_safetensors::SafetensorsFile;
+use crate::params::{Param, ParamVersion, Parameters};
+use crate::plan::{KernelOptions, LoadOptions};
 use crate::tf::TfWeights;
 use crate::{Error, Result};
 
@@ -215,7 +217,7 @@ impl Checkpoint {
         let (path, reader) = self
             .files
             .get(entry.file)
-            .ok_or_else(|| Error::input(format!("internal: no shard for `{name}`")))?;
+            .ok_or_else(|| Error::internal(format!("no shard for `{name}`")))?;
         if let Reader::Tf(tf) = reader {
             return tf.load(name, shape, device);
         }
@@ -329,10 +331,20 @@ pub enum Init {
 pub struct LoadState {
     used: RefCell<BTreeSet<String>>,
     initialized: RefCell<Vec<String>>,
-    state_dict: RefCell<BTreeMap<String, Tensor>>,
+    params: RefCell<BTreeMap<String, Param>>,
+    options: LoadOptions,
+    version: ParamVersion,
 }
 
 impl LoadState {
+    /// A load with `options` (dtype, kernels).
+    pub fn with_options(options: LoadOptions) -> Self {
+        Self {
+            options,
+            ..Default::default()
+        }
+    }
+
     /// Checkpoint names read.
     pub fn used(&self) -> BTreeSet<String> {
         self.used.borrow().clone()
@@ -343,9 +355,15 @@ impl LoadState {
         self.initialized.borrow().clone()
     }
 
-    /// Every weight handed out, by canonical (save) name.
-    pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
-        self.state_dict.borrow().clone()
+    /// Every parameter handed out, by canonical (save) name, with the version counter the
+    /// model's derived caches watch.
+    pub fn parameters(&self) -> Parameters {
+        Parameters::new(self.params.borrow().clone(), self.version.clone())
+    }
+
+    /// The dtype parameters are stored in.
+    pub fn dtype(&self) -> DType {
+        self.options.dtype.unwrap_or(DType::F32)
     }
 }
 
@@ -431,31 +449,44 @@ impl<'a> Weights<'a> {
         self.at(if prefixed { "deberta" } else { "" }, canonical)
     }
 
-    /// Loads `name` under this view as f32 with exactly `shape`.
-    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+    /// The dtype parameters are stored in.
+    pub fn dtype(&self) -> DType {
+        self.state.dtype()
+    }
+
+    /// The load's kernel and path options.
+    pub fn kernel_options(&self) -> KernelOptions {
+        self.state.options.kernels
+    }
+
+    /// The counter of parameter changes the model's derived caches watch.
+    pub fn param_version(&self) -> ParamVersion {
+        self.state.version.clone()
+    }
+
+    /// Loads `name` under this view with exactly `shape`, as a parameter in the load's dtype.
+    pub fn get(&self, shape: &[usize], name: &str) -> Result<Param> {
         let full = self.full_name(name);
         let tensor = self.checkpoint.load(&full, shape, self.device)?;
         self.state.used.borrow_mut().insert(full);
-        self.record(name, &tensor);
-        Ok(tensor)
+        self.record(name, &tensor)
     }
 
     /// Loads `name`, or initialises it with `init` (and records that) when the checkpoint lacks it.
-    pub fn get_or_init(&self, shape: &[usize], name: &str, init: Init) -> Result<Tensor> {
+    pub fn get_or_init(&self, shape: &[usize], name: &str, init: Init) -> Result<Param> {
         if self.contains(name) {
             return self.get(shape, name);
         }
         let tensor = match init {
             Init::Normal(std) => Tensor::randn(0f32, std as f32, shape, self.device)?,
-            Init::Zeros => Tensor::zeros(shape, candle_core::DType::F32, self.device)?,
-            Init::Ones => Tensor::ones(shape, candle_core::DType::F32, self.device)?,
+            Init::Zeros => Tensor::zeros(shape, DType::F32, self.device)?,
+            Init::Ones => Tensor::ones(shape, DType::F32, self.device)?,
         };
         self.state
             .initialized
             .borrow_mut()
             .push(join(&self.canonical, name));
-        self.record(name, &tensor);
-        Ok(tensor)
+        self.record(name, &tensor)
     }
 
     /// Marks a checkpoint tensor as accounted for without loading it (a tied copy).
@@ -465,11 +496,13 @@ impl<'a> Weights<'a> {
         }
     }
 
-    fn record(&self, name: &str, tensor: &Tensor) {
+    fn record(&self, name: &str, tensor: &Tensor) -> Result<Param> {
+        let param = Param::new(&tensor.to_dtype(self.dtype())?)?;
         self.state
-            .state_dict
+            .params
             .borrow_mut()
-            .insert(join(&self.canonical, name), tensor.clone());
+            .insert(join(&self.canonical, name), param.clone());
+        Ok(param)
     }
 }
 

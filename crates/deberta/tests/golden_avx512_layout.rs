@@ -15,5 +15,5 @@ fn every_golden_model_case_in_the_avx512_layout() {
     let kernel = LinearFormat::F32.cpu_kernel();
     assert!(kernel.contains("avx512"), "{kernel}");
     println!("f32 linear layers on: {kernel}");
-    common::every_golden_model_case();
+    common::every_golden_model_case(deberta::PathChoice::CpuFused);
 }

@@ -51,10 +51,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "auto" => None,
         name => Some(name.parse::<HeadKind>()?),
     };
-    let mut model = TaskModel::from_pretrained(&args.model, kind, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
     let format: LinearFormat = args.dtype.parse()?;
-    model.set_linear_format(format)?;
+    let load = super::kernel_env::load_options(format)?;
+    let model = TaskModel::from_pretrained_with(&args.model, kind, &device, load)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let input = random_input(&model, &args, &device)?;
     for _ in 0..args.warmup {
         model.forward(&input, Labels::default(), ForwardOptions::default())?;
@@ -82,7 +82,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "iters": args.iters,
         "threads": args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         "dtype": args.dtype,
-        "linear_kernel": format.cpu_kernel(),
+        "path": model.plan().path_name(),
+        "linear_kernel": model.plan().linear_kernel(),
+        "plan": model.plan().to_string(),
     });
     println!("{report}");
     Ok(())

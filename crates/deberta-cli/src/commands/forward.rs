@@ -41,6 +41,9 @@ pub struct ForwardArgs {
     /// bf16, f32 sums) or int8 (dynamic quantisation).
     #[arg(long, default_value = "f32", value_parser = LinearFormat::NAMES)]
     dtype: String,
+    /// Print the execution plan (path, kernels, threads) on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
@@ -50,12 +53,15 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         name => Some(name.parse::<HeadKind>()?),
     };
     let format = args.weights.as_deref().map(str::parse).transpose()?;
-    let mut model = open_pretrained(&args.model, format)
+    let load = super::kernel_env::load_options(args.dtype.parse()?)?;
+    let model = open_pretrained(&args.model, format)
         .and_then(|(config, checkpoint)| {
-            TaskModel::from_checkpoint(&checkpoint, config, kind, &device)
+            TaskModel::from_checkpoint_with(&checkpoint, config, kind, &device, load)
         })
         .with_context(|| format!("loading {}", args.model.display()))?;
-    model.set_linear_format(args.dtype.parse()?)?;
+    if args.verbose {
+        eprintln!("plan: {}", model.plan());
+    }
     let report = model.report();
     eprintln!(
         "{} from {}",

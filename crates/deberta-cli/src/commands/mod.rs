@@ -6,6 +6,7 @@ pub mod classify;
 pub mod convert;
 pub mod fill_mask;
 pub mod forward;
+pub mod kernel_env;
 pub mod ner;
 pub mod qa;
 pub mod task_common;

@@ -670,7 +670,7 @@ fn check(
 mod tests {
     use super::*;
     use crate::cpu::{max_diff, pseudo_random};
-    use crate::model::relative_position::RelativeIndex;
+    use crate::relative_position::RelativeSlots;
 
     /// The attention of one (sequence, head) computed element by element in f64.
     #[allow(clippy::too_many_arguments)]
@@ -747,7 +747,7 @@ mod tests {
             head_size: 8,
         };
         let (len, all) = (dims.len, dims.heads * dims.head_size);
-        let index = RelativeIndex::new(len, 32, 32, 128, &candle_core::Device::Cpu).unwrap();
+        let index = RelativeSlots::new(len, 32, 32, 128);
         let block = block_rows(len, index.width);
         assert!(block < len && len % block < QUERY_BLOCK, "block {block}");
         // Bucketed slots rise by 0 or 1 per diagonal, so the 8 x 8 tile kernel runs.

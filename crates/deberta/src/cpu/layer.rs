@@ -12,13 +12,13 @@ use rayon::prelude::*;
 use super::attention::{attention, Dims, Relative};
 use super::avx512_linear::{self, Avx512Linear, Kind};
 use super::bf16;
+use super::context::AttentionContext;
 use super::gemm::linear;
 use super::int8::{Kernel, QuantLinear};
 use super::rows::{self, Epilogue};
 use super::sgemm::PackedLinear;
 use super::{check_weight, simd_fn, View};
 use crate::activation::Activation;
-use crate::model::attention::AttentionContext;
 use crate::LinearFormat;
 use crate::{Error, Result};
 

@@ -26,12 +26,14 @@ mod attention;
 mod avx512;
 mod avx512_linear;
 mod bf16;
+mod context;
 mod gemm;
 pub mod int8;
 mod layer;
 mod rows;
 mod sgemm;
 
+pub use context::AttentionContext;
 pub use layer::{
     forward as layer_forward, linear_kernel, LayerBuffers, LayerParams, PreparedLayer,
 };
@@ -39,11 +41,6 @@ pub use layer::{
 use candle_core::{DType, Storage, Tensor, WithDType};
 
 use crate::{Error, Result};
-
-/// Whether the fast path can run a layer on this hidden state (CPU, f32).
-pub fn supports(hidden: &Tensor) -> bool {
-    hidden.device().is_cpu() && hidden.dtype() == DType::F32 && !disabled()
-}
 
 /// `DEBERTA_CPU_FAST=0` turns the fast path off (to compare against the candle path).
 fn disabled() -> bool {

@@ -98,7 +98,7 @@ pub fn convert(
     let model = TaskModel::from_checkpoint(&checkpoint, config, None, &Device::Cpu)?;
     let kind = model.kind();
     let out_config = model.saved_config();
-    let weights = save_weights(model.state_dict(), &out_config, kind, to, dst)?;
+    let weights = save_weights(&model.state_dict(), &out_config, kind, to, dst)?;
     out_config.save(dst)?;
     let mut files = vec![weights.clone(), dst.join("config.json")];
     files.extend(copy_side_files(src, dst)?);

@@ -12,13 +12,13 @@
 //! (transformers#15216). We load whichever layout the checkpoint carries.
 
 use candle_core::Tensor;
-use candle_nn::{LayerNorm, Linear};
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
 use crate::heads::{per_token_loss, TaskOutput};
 use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
-use crate::nn::{apply, layer_norm_or_init, linear_or_init};
+use crate::nn::{layer_norm_or_init, linear_or_init, LayerNorm, Linear};
+use crate::params::Param;
 use crate::weights::{Init, Weights};
 use crate::{Error, Result};
 
@@ -38,8 +38,8 @@ pub struct DebertaV2ForMaskedLM {
     act: Activation,
     layer_norm: LayerNorm,
     /// `[vocab, E]`: the word embeddings when tied, else `cls.predictions.decoder.weight`.
-    decoder: Tensor,
-    bias: Tensor,
+    decoder: Param,
+    bias: Param,
 }
 
 /// Tensors transformers ignores when loading this head: the RTD discriminator of v3 checkpoints,
@@ -144,11 +144,13 @@ impl DebertaV2ForMaskedLM {
         opts: ForwardOptions,
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
-        let x = apply(&self.dense, &out.last_hidden_state)?;
-        let x = apply(&self.layer_norm, &self.act.forward(&x)?)?;
+        let mode = self.deberta.mode();
+        let train = mode.is_train();
+        let x = self.dense.forward(&out.last_hidden_state, mode)?;
+        let x = self.layer_norm.forward(&self.act.forward(&x)?, mode)?;
         let logits = x
-            .broadcast_matmul(&self.decoder.t()?)?
-            .broadcast_add(&self.bias)?;
+            .broadcast_matmul(&self.decoder.get(train).t()?)?
+            .broadcast_add(self.bias.get(train))?;
         let loss = labels
             .map(|labels| per_token_loss(&logits, labels, input))
             .transpose()?;

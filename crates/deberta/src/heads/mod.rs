@@ -15,7 +15,10 @@ use std::str::FromStr;
 use candle_core::{Device, Tensor};
 
 use crate::config::DebertaV2Config;
+use crate::dropout::DropoutRng;
 use crate::model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
+use crate::params::Parameters;
+use crate::plan::{ExecutionPlan, LoadOptions};
 use crate::pretrained::{ignored_by_all, load_config, load_with, Loaded};
 use crate::weights::{Checkpoint, LoadReport, Weights};
 use crate::{Error, Result};
@@ -191,8 +194,8 @@ enum AnyHead {
     MultipleChoice(DebertaV2ForMultipleChoice),
 }
 
-/// Any DeBERTa-v2 model class, loaded from a checkpoint directory, with its weights kept by name
-/// for [`TaskModel::save_pretrained`].
+/// Any DeBERTa-v2 model class, loaded from a checkpoint directory, with its parameters kept by
+/// name for training and [`TaskModel::save_pretrained`].
 pub struct TaskModel {
     kind: HeadKind,
     head: AnyHead,
@@ -201,6 +204,50 @@ pub struct TaskModel {
 }
 
 impl TaskModel {
+    fn backbone(&self) -> &DebertaV2Model {
+        match &self.head {
+            AnyHead::Base(m) => m,
+            AnyHead::MaskedLm(m) => m.deberta(),
+            AnyHead::SequenceClassification(m) => m.deberta(),
+            AnyHead::TokenClassification(m) => m.deberta(),
+            AnyHead::QuestionAnswering(m) => m.deberta(),
+            AnyHead::MultipleChoice(m) => m.deberta(),
+        }
+    }
+
+    fn backbone_mut(&mut self) -> &mut DebertaV2Model {
+        match &mut self.head {
+            AnyHead::Base(m) => m,
+            AnyHead::MaskedLm(m) => m.deberta_mut(),
+            AnyHead::SequenceClassification(m) => m.deberta_mut(),
+            AnyHead::TokenClassification(m) => m.deberta_mut(),
+            AnyHead::QuestionAnswering(m) => m.deberta_mut(),
+            AnyHead::MultipleChoice(m) => m.deberta_mut(),
+        }
+    }
+
+    /// The execution plan the next forward pass runs (path, kernels, format, dtype).
+    pub fn plan(&self) -> &ExecutionPlan {
+        self.backbone().plan()
+    }
+
+    /// Every parameter by transformers name (tied ones once). Changing one through
+    /// [`Parameters::set`] changes what the forward pass computes and what
+    /// [`Self::save_pretrained`] writes.
+    pub fn parameters(&self) -> &Parameters {
+        &self.loaded.parameters
+    }
+
+    /// Training mode (dropout from `rng`, gradients to the parameters, the candle path).
+    pub fn train(&mut self, rng: DropoutRng) -> Result<()> {
+        self.backbone_mut().train(rng)
+    }
+
+    /// Inference mode (the default).
+    pub fn eval(&mut self) -> Result<()> {
+        self.backbone_mut().eval()
+    }
+
     /// Switches the backbone's encoder linear layers to dynamic int8 (CPU only); see
     /// [`DebertaV2Model::quantize_int8`].
     pub fn quantize_int8(&mut self) -> Result<()> {
@@ -210,15 +257,7 @@ impl TaskModel {
     /// The backbone's encoder linear layers in `format` (CPU only); see
     /// [`DebertaV2Model::set_linear_format`].
     pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
-        let backbone = match &mut self.head {
-            AnyHead::Base(m) => m,
-            AnyHead::MaskedLm(m) => m.deberta_mut(),
-            AnyHead::SequenceClassification(m) => m.deberta_mut(),
-            AnyHead::TokenClassification(m) => m.deberta_mut(),
-            AnyHead::QuestionAnswering(m) => m.deberta_mut(),
-            AnyHead::MultipleChoice(m) => m.deberta_mut(),
-        };
-        backbone.set_linear_format(format)
+        self.backbone_mut().set_linear_format(format)
     }
 
     /// Loads `kind` (or the head `config.json` names, when `None`) from a checkpoint directory.
@@ -227,9 +266,19 @@ impl TaskModel {
         kind: Option<HeadKind>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_pretrained_with(dir, kind, device, LoadOptions::default())
+    }
+
+    /// [`Self::from_pretrained`] with a dtype and kernel options.
+    pub fn from_pretrained_with(
+        dir: impl AsRef<Path>,
+        kind: Option<HeadKind>,
+        device: &Device,
+        options: LoadOptions,
+    ) -> Result<Self> {
         let config = load_config(&dir)?;
         let checkpoint = Checkpoint::from_dir(&dir)?;
-        Self::from_checkpoint(&checkpoint, config, kind, device)
+        Self::from_checkpoint_with(&checkpoint, config, kind, device, options)
     }
 
     /// Loads from an opened checkpoint.
@@ -239,6 +288,17 @@ impl TaskModel {
         kind: Option<HeadKind>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_checkpoint_with(checkpoint, config, kind, device, LoadOptions::default())
+    }
+
+    /// [`Self::from_checkpoint`] with a dtype and kernel options.
+    pub fn from_checkpoint_with(
+        checkpoint: &Checkpoint,
+        config: DebertaV2Config,
+        kind: Option<HeadKind>,
+        device: &Device,
+        options: LoadOptions,
+    ) -> Result<Self> {
         let kind = match kind {
             Some(k) => k,
             None => HeadKind::from_config(&config)?,
@@ -247,12 +307,12 @@ impl TaskModel {
             HeadKind::MaskedLm => masked_lm::ignored(name),
             _ => ignored_by_all(name),
         };
-        let loaded = load_with(checkpoint, &config, device, ignore, |w, cfg| {
+        let loaded = load_with(checkpoint, &config, (device, options), ignore, |w, cfg| {
             build(kind, w, cfg)
         })?;
         let Loaded {
             model: head,
-            state_dict,
+            parameters,
             report,
         } = loaded;
         Ok(Self {
@@ -261,7 +321,7 @@ impl TaskModel {
             config,
             loaded: Loaded {
                 model: (),
-                state_dict,
+                parameters,
                 report,
             },
         })
@@ -330,9 +390,9 @@ impl TaskModel {
         }
     }
 
-    /// Every weight the model holds, by transformers (PyTorch) name.
-    pub fn state_dict(&self) -> &std::collections::BTreeMap<String, Tensor> {
-        &self.loaded.state_dict
+    /// Every weight's current value, by transformers (PyTorch) name.
+    pub fn state_dict(&self) -> std::collections::BTreeMap<String, Tensor> {
+        self.loaded.parameters.state_dict()
     }
 
     /// The config to save with the weights: `architectures` names this class and `legacy`
@@ -353,12 +413,8 @@ impl TaskModel {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         self.saved_config().save(dir)?;
         let path = dir.join("model.safetensors");
-        let tensors: std::collections::HashMap<String, Tensor> = self
-            .loaded
-            .state_dict
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let tensors: std::collections::HashMap<String, Tensor> =
+            self.state_dict().into_iter().collect();
         candle_core::safetensors::save(&tensors, &path).map_err(|e| Error::weight_file(&path, e))
     }
 }

@@ -51,7 +51,10 @@ impl DebertaV2ForMultipleChoice {
         })?;
         let flat = flatten_choices(input, (b, c, l))?;
         let out = self.deberta.forward(&flat, opts)?;
-        let logits = self.head.forward(&out.last_hidden_state)?.reshape((b, c))?;
+        let logits = self
+            .head
+            .forward(&out.last_hidden_state, self.deberta.mode())?
+            .reshape((b, c))?;
         let loss = match labels {
             Some(labels) if labels.dims() == [b] => Some(cross_entropy(
                 &logits,

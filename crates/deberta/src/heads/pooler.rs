@@ -4,18 +4,19 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L965>
 
 use candle_core::{IndexOp, Tensor};
-use candle_nn::Linear;
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
-use crate::nn::{apply, linear_or_init};
+use crate::dropout::RunMode;
+use crate::nn::{linear_or_init, Linear};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
-/// `[CLS]` hidden state -> `dense` -> `pooler_hidden_act` (dropout is identity at inference).
+/// `[CLS]` hidden state -> dropout(`pooler_dropout`) -> `dense` -> `pooler_hidden_act`.
 pub struct ContextPooler {
     dense: Linear,
     act: Activation,
+    dropout: f64,
 }
 
 impl ContextPooler {
@@ -34,20 +35,23 @@ impl ContextPooler {
         Ok(Self {
             dense: linear_or_init(&w.pp("dense"), p, p, cfg.initializer_range)?,
             act: cfg.pooler_hidden_act,
+            dropout: cfg.pooler_dropout,
         })
     }
 
     /// `[B, L, H]` -> `[B, H]`
-    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let first = hidden.i((.., 0))?.contiguous()?;
-        self.act.forward(&apply(&self.dense, &first)?)
+    pub fn forward(&self, hidden: &Tensor, mode: &RunMode) -> Result<Tensor> {
+        let first = mode.dropout(&hidden.i((.., 0))?.contiguous()?, self.dropout)?;
+        self.act.forward(&self.dense.forward(&first, mode)?)
     }
 }
 
-/// The pooler followed by the `classifier` linear layer (`cls_dropout` is identity at inference).
+/// The pooler, dropout (`cls_dropout`, else `hidden_dropout_prob`) and the `classifier` linear
+/// layer.
 pub struct PooledClassifier {
     pooler: ContextPooler,
     classifier: Linear,
+    dropout: f64,
 }
 
 impl PooledClassifier {
@@ -61,11 +65,13 @@ impl PooledClassifier {
                 outputs,
                 cfg.initializer_range,
             )?,
+            dropout: cfg.cls_dropout.unwrap_or(cfg.hidden_dropout_prob),
         })
     }
 
     /// `[B, L, H]` -> `[B, outputs]`
-    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        apply(&self.classifier, &self.pooler.forward(hidden)?)
+    pub fn forward(&self, hidden: &Tensor, mode: &RunMode) -> Result<Tensor> {
+        let pooled = mode.dropout(&self.pooler.forward(hidden, mode)?, self.dropout)?;
+        self.classifier.forward(&pooled, mode)
     }
 }

@@ -3,13 +3,12 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L1156>
 
 use candle_core::{IndexOp, Tensor};
-use candle_nn::Linear;
 
 use crate::config::DebertaV2Config;
 use crate::heads::{model_input_dims, TaskOutput};
 use crate::loss::{cross_entropy, label_ids};
 use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
-use crate::nn::{apply, linear_or_init};
+use crate::nn::{linear_or_init, Linear};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -56,7 +55,9 @@ impl DebertaV2ForQuestionAnswering {
         opts: ForwardOptions,
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
-        let logits = apply(&self.qa_outputs, &out.last_hidden_state)?; // [B, L, 2]
+        let logits = self
+            .qa_outputs
+            .forward(&out.last_hidden_state, self.deberta.mode())?; // [B, L, 2]
         let start = logits.i((.., .., 0))?.contiguous()?;
         let end = logits.i((.., .., 1))?.contiguous()?;
         let loss = match positions {

@@ -48,7 +48,9 @@ impl DebertaV2ForSequenceClassification {
         opts: ForwardOptions,
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
-        let mut logits = self.head.forward(&out.last_hidden_state)?;
+        let mut logits = self
+            .head
+            .forward(&out.last_hidden_state, self.deberta.mode())?;
         let loss = labels.map(|l| self.loss(&logits, l)).transpose()?;
         if labels.is_some() && self.problem_type.is_none() && self.num_labels == 1 {
             // transformers returns the flattened logits of its MSE path (`logits.view(-1)`).

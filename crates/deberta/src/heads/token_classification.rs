@@ -3,18 +3,19 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L1097>
 
 use candle_core::Tensor;
-use candle_nn::Linear;
 
 use crate::config::DebertaV2Config;
 use crate::heads::{per_token_loss, TaskOutput};
 use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
-use crate::nn::{apply, linear_or_init};
+use crate::nn::{linear_or_init, Linear};
 use crate::weights::Weights;
 use crate::Result;
 
 pub struct DebertaV2ForTokenClassification {
     deberta: DebertaV2Model,
     classifier: Linear,
+    /// `hidden_dropout_prob`, before the classifier.
+    dropout: f64,
 }
 
 impl DebertaV2ForTokenClassification {
@@ -27,6 +28,7 @@ impl DebertaV2ForTokenClassification {
                 cfg.num_labels(),
                 cfg.initializer_range,
             )?,
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
@@ -48,7 +50,9 @@ impl DebertaV2ForTokenClassification {
         opts: ForwardOptions,
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
-        let logits = apply(&self.classifier, &out.last_hidden_state)?;
+        let mode = self.deberta.mode();
+        let dropped = mode.dropout(&out.last_hidden_state, self.dropout)?;
+        let logits = self.classifier.forward(&dropped, mode)?;
         let loss = labels
             .map(|labels| per_token_loss(&logits, labels, input))
             .transpose()?;

@@ -3,182 +3,176 @@
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L131>
 //!
-//! Same arithmetic as transformers, reordered for speed (the golden tests hold it to 1e-4):
-//! - Q, K and V come from one fused projection, laid out head-major `[H, B, L, d]` so the
-//!   position terms are one GEMM per head over all `B*L` tokens;
+//! This is the candle path: it computes from the parameters on every call (so it trains), in
+//! the model's compute dtype. Same arithmetic as transformers, reordered (the golden tests hold
+//! it to 1e-4):
+//! - Q, K and V are laid out head-major `[H, B, L, d]` so the position terms are one GEMM per
+//!   head over all `B*L` tokens;
 //! - the position projections (`key_proj`/`query_proj`, or `pos_key_proj`/`pos_query_proj`, of
-//!   the normalised relative embeddings) depend only on the weights: they are computed once at
-//!   load, already divided by the scale where transformers divides the product;
+//!   the normalised relative embeddings) are computed once per layer and call, the key table
+//!   already divided by the scale where transformers divides the product;
 //! - only the relative-position slots a sequence length can reach are multiplied, and the
 //!   `[L, L]` gathers are flat `index_select`s over `[L, W]` scores ([`RelativeIndex`]);
-//! - the mask is an additive `f32::MIN` bias, which equals transformers' `masked_fill(finfo.min)`
+//! - the mask is an additive bias of the dtype's minimum, which equals transformers'
+//!   `masked_fill(finfo.min)`
 //!   followed by softmax (fully masked rows stay uniform, masked keys get exactly 0).
 
-use candle_core::{IndexOp, Tensor};
-use candle_nn::{LayerNorm, Linear};
+use candle_core::Tensor;
 
 use crate::config::DebertaV2Config;
-use crate::model::relative_position::RelativeIndex;
-use crate::nn::{apply, layer_norm, linear};
+use crate::dropout::RunMode;
+use crate::nn::{layer_norm, linear, softmax_last_dim, LayerNorm, Linear};
+use crate::relative_position::RelativeIndex;
 use crate::weights::Weights;
 use crate::Result;
 
 /// Position keys / queries per head, `[heads, 2S, head_size]`, for the active terms.
-struct PositionProjections {
+pub struct PositionProjections {
     /// `Kr / scale` for c2p.
-    key: Option<Tensor>,
+    pub key: Option<Tensor>,
     /// `Qr` for p2c (the content keys it multiplies are already scaled).
-    query: Option<Tensor>,
+    pub query: Option<Tensor>,
 }
 
 pub struct DisentangledSelfAttention {
-    /// `[3 * heads * d, hidden]`: query, key and value projections stacked.
-    qkv: Linear,
-    positions: Option<PositionProjections>,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    /// `pos_key_proj` / `pos_query_proj` when `share_att_key` is off and the term is on.
+    pos_key: Option<Linear>,
+    pos_query: Option<Linear>,
+    c2p: bool,
+    p2c: bool,
     heads: usize,
     head_size: usize,
     /// `sqrt(head_size * (1 + [c2p] + [p2c]))`, computed in f32 as transformers does.
     scale: f64,
+    /// `attention_probs_dropout_prob` and `hidden_dropout_prob` (`pos_dropout`).
+    probs_dropout: f64,
+    pos_dropout: f64,
 }
 
-/// The shared per-forward tensors every layer's attention reads.
+/// The shared per-forward tensors every layer's attention reads on the candle path.
 pub struct AttentionContext<'a> {
-    /// `[1, B, L, L]` additive bias: 0 where query i may attend to key j, `f32::MIN` elsewhere.
+    /// `[1, B, L, L]` additive bias in the compute dtype: 0 where query i may attend to key j,
+    /// the dtype's minimum elsewhere.
     pub bias: &'a Tensor,
     /// Gather tables for the relative terms (present when relative attention is on).
     pub index: Option<&'a RelativeIndex>,
-    /// Per sequence, whether its bias block masks anything (the CPU fast path does not read
-    /// the all-zero ones).
-    pub masked: Vec<bool>,
-}
-
-impl<'a> AttentionContext<'a> {
-    /// The context for `bias` `[1, B, L, L]`, with [`Self::masked`] derived from it once for
-    /// all layers.
-    pub fn new(bias: &'a Tensor, index: Option<&'a RelativeIndex>) -> Result<Self> {
-        // [1, B, L, L] -> [B]: 1 where any entry is non-zero.
-        let masked = bias
-            .ne(0f64)?
-            .squeeze(0)?
-            .flatten_from(1)?
-            .max(candle_core::D::Minus1)?
-            .to_vec1::<u8>()?;
-        Ok(Self {
-            bias,
-            index,
-            masked: masked.into_iter().map(|m| m != 0).collect(),
-        })
-    }
+    /// The (normalised) relative embedding table `[2S, hidden]` (present when relative
+    /// attention is on).
+    pub rel_embeddings: Option<&'a Tensor>,
 }
 
 impl DisentangledSelfAttention {
-    /// `rel_embeddings`: the (normalised) relative embedding table `[2S, hidden]`, when relative
-    /// attention is on.
-    pub fn load(
-        w: &Weights,
-        cfg: &DebertaV2Config,
-        rel_embeddings: Option<&Tensor>,
-    ) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
         let h = cfg.hidden_size;
         let all = cfg.num_attention_heads * cfg.attention_head_size();
-        let query = linear(&w.pp("query_proj"), h, all, true)?;
-        let key = linear(&w.pp("key_proj"), h, all, true)?;
-        let value = linear(&w.pp("value_proj"), h, all, true)?;
-        let mut attention = Self {
-            qkv: fuse(&[&query, &key, &value])?,
-            positions: None,
+        let separate = cfg.relative_attention && !cfg.share_att_key;
+        let pos_key = if separate && cfg.has_c2p() {
+            Some(linear(&w.pp("pos_key_proj"), h, all, true)?)
+        } else {
+            None
+        };
+        let pos_query = if separate && cfg.has_p2c() {
+            Some(linear(&w.pp("pos_query_proj"), h, all, true)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            query: linear(&w.pp("query_proj"), h, all, true)?,
+            key: linear(&w.pp("key_proj"), h, all, true)?,
+            value: linear(&w.pp("value_proj"), h, all, true)?,
+            pos_key,
+            pos_query,
+            c2p: cfg.relative_attention && cfg.has_c2p(),
+            p2c: cfg.relative_attention && cfg.has_p2c(),
             heads: cfg.num_attention_heads,
             head_size: cfg.attention_head_size(),
             scale: scale(cfg),
-        };
-        if let Some(rel) = rel_embeddings {
-            attention.positions = Some(attention.project_positions(w, cfg, rel, &query, &key)?);
-        }
-        Ok(attention)
+            probs_dropout: cfg.attention_probs_dropout_prob,
+            pos_dropout: cfg.hidden_dropout_prob,
+        })
     }
 
-    fn project_positions(
+    /// The parameters, by role, for the fused CPU path's preparations.
+    pub(crate) fn parts(&self) -> SelfAttentionParts<'_> {
+        SelfAttentionParts {
+            query: &self.query,
+            key: &self.key,
+            value: &self.value,
+            pos_key: self.pos_key.as_ref().unwrap_or(&self.key),
+            pos_query: self.pos_query.as_ref().unwrap_or(&self.query),
+            heads: self.heads,
+            head_size: self.head_size,
+            scale: self.scale,
+        }
+    }
+
+    /// `rel [2S, hidden]` -> the position tables (key already divided by the scale).
+    pub(crate) fn project_positions(
         &self,
-        w: &Weights,
-        cfg: &DebertaV2Config,
         rel: &Tensor,
-        query: &Linear,
-        key: &Linear,
+        mode: &RunMode,
     ) -> Result<PositionProjections> {
-        let (h, all) = (cfg.hidden_size, self.heads * self.head_size);
+        let parts = self.parts();
         let project = |proj: &Linear| -> Result<Tensor> {
             // [2S, hidden] -> [2S, heads*d] -> [heads, 2S, d]
-            let p = apply(proj, rel)?;
+            let p = proj.forward(rel, mode)?;
             let rows = p.dim(0)?;
             Ok(p.reshape((rows, self.heads, self.head_size))?
                 .transpose(0, 1)?
                 .contiguous()?)
         };
-        let key_proj = if cfg.share_att_key || !cfg.has_c2p() {
-            None
-        } else {
-            Some(linear(&w.pp("pos_key_proj"), h, all, true)?)
-        };
-        let query_proj = if cfg.share_att_key || !cfg.has_p2c() {
-            None
-        } else {
-            Some(linear(&w.pp("pos_query_proj"), h, all, true)?)
-        };
-        let key_source = key_proj.as_ref().unwrap_or(key);
-        let query_source = query_proj.as_ref().unwrap_or(query);
         Ok(PositionProjections {
-            key: cfg
-                .has_c2p()
-                .then(|| project(key_source).and_then(|t| Ok((t / self.scale)?)))
+            key: self
+                .c2p
+                .then(|| project(parts.pos_key).and_then(|t| Ok((t / self.scale)?)))
                 .transpose()?,
-            query: cfg.has_p2c().then(|| project(query_source)).transpose()?,
+            query: self.p2c.then(|| project(parts.pos_query)).transpose()?,
         })
     }
 
-    /// The fused QKV projection, the position tables, heads, head size and scale, for the CPU
-    /// fast path.
-    pub(crate) fn parts(&self) -> (&Linear, Option<&Tensor>, Option<&Tensor>, usize, usize, f64) {
-        let (key, query) = match &self.positions {
-            Some(p) => (p.key.as_ref(), p.query.as_ref()),
-            None => (None, None),
-        };
-        (
-            &self.qkv,
-            key,
-            query,
-            self.heads,
-            self.head_size,
-            self.scale,
-        )
+    /// `[B, L, hidden]` -> `[H, B, L, d]`
+    fn heads_of(&self, proj: &Linear, hidden: &Tensor, mode: &RunMode) -> Result<Tensor> {
+        let (b, l, _) = hidden.dims3()?;
+        Ok(proj
+            .forward(hidden, mode)?
+            .reshape((b, l, self.heads, self.head_size))?
+            .permute((2, 0, 1, 3))?
+            .contiguous()?)
     }
 
     /// `hidden`: `[B, L, hidden]`. Returns the context `[B, L, heads*d]` and the attention
     /// probabilities, head-major: `[heads, B, L, L]`.
-    pub fn forward(&self, hidden: &Tensor, ctx: &AttentionContext) -> Result<(Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        ctx: &AttentionContext,
+        mode: &RunMode,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, l, _) = hidden.dims3()?;
         let (h, d) = (self.heads, self.head_size);
-        // [B, L, 3*H*d] -> [B, L, 3, H, d] -> [3, H, B, L, d]
-        let qkv = apply(&self.qkv, hidden)?
-            .reshape((b, l, 3, h, d))?
-            .permute((2, 3, 0, 1, 4))?
-            .contiguous()?;
-        let q = qkv.i(0)?;
+        let q = self.heads_of(&self.query, hidden, mode)?;
         // transformers divides K by the scale before the product (fp16 overflow guard).
-        let k = (qkv.i(1)? / self.scale)?;
-        let v = qkv.i(2)?;
+        let k = (self.heads_of(&self.key, hidden, mode)? / self.scale)?;
+        let v = self.heads_of(&self.value, hidden, mode)?;
         // [H*B, L, d] x [H*B, d, L] -> [H*B, L, L]
         let mut scores = q
             .reshape((h * b, l, d))?
             .matmul(&k.reshape((h * b, l, d))?.t()?)?;
-        if let (Some(pos), Some(index)) = (&self.positions, ctx.index) {
-            if let Some(rel) = relative_scores(pos, index, &q, &k)? {
+        if let (Some(rel), Some(index)) = (ctx.rel_embeddings, ctx.index) {
+            let rel = mode.dropout(rel, self.pos_dropout)?;
+            let pos = self.project_positions(&rel, mode)?;
+            if let Some(rel) = relative_scores(&pos, index, &q, &k)? {
                 scores = (scores + rel.reshape((h * b, l, l))?)?;
             }
         }
         // [H*B, L, L] -> [H, B, L, L] + [1, B, L, L]
         let scores = scores.reshape((h, b, l, l))?.broadcast_add(ctx.bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
+        let probs = softmax_last_dim(&scores, mode)?;
+        let dropped = mode.dropout(&probs, self.probs_dropout)?;
+        let context = dropped
             .reshape((h * b, l, l))?
             .matmul(&v.reshape((h * b, l, d))?)?; // [H*B, L, d]
                                                   // [H, B, L, d] -> [B, L, H, d] -> [B, L, H*d]
@@ -188,6 +182,19 @@ impl DisentangledSelfAttention {
             .reshape((b, l, h * d))?;
         Ok((context, probs))
     }
+}
+
+/// A self-attention's parameters by role (the position projections resolved to the layers
+/// `share_att_key` selects).
+pub(crate) struct SelfAttentionParts<'a> {
+    pub query: &'a Linear,
+    pub key: &'a Linear,
+    pub value: &'a Linear,
+    pub pos_key: &'a Linear,
+    pub pos_query: &'a Linear,
+    pub heads: usize,
+    pub head_size: usize,
+    pub scale: f64,
 }
 
 /// c2p + p2c over the active slots, `[H, B*L, L]`-shaped as `[H*B, L*L]`; `None` when neither
@@ -227,53 +234,46 @@ fn gather_positions(
     Ok(flat.index_select(flat_index, 1)?)
 }
 
-/// Stacks linear layers along their outputs: one GEMM instead of several.
-fn fuse(parts: &[&Linear]) -> Result<Linear> {
-    let weights: Vec<&Tensor> = parts.iter().map(|p| p.weight()).collect();
-    let biases = parts
-        .iter()
-        .map(|p| p.bias().cloned())
-        .collect::<Option<Vec<Tensor>>>();
-    let bias = biases.map(|b| Tensor::cat(&b, 0)).transpose()?;
-    Ok(Linear::new(Tensor::cat(&weights, 0)?, bias))
-}
-
 /// `sqrt(d * scale_factor)` in f32, as `scaled_size_sqrt` computes it.
 fn scale(cfg: &DebertaV2Config) -> f64 {
     let factor = 1 + usize::from(cfg.has_c2p()) + usize::from(cfg.has_p2c());
     ((cfg.attention_head_size() * factor) as f32).sqrt() as f64
 }
 
-/// `DebertaV2Attention`: self-attention, then `LayerNorm(dense(context) + input)`.
+/// `DebertaV2Attention`: self-attention, then `LayerNorm(dropout(dense(context)) + input)`.
 pub struct DebertaV2Attention {
     attention: DisentangledSelfAttention,
     dense: Linear,
     layer_norm: LayerNorm,
+    /// `hidden_dropout_prob` (`DebertaV2SelfOutput.dropout`).
+    dropout: f64,
 }
 
 impl DebertaV2Attention {
-    pub fn load(
-        w: &Weights,
-        cfg: &DebertaV2Config,
-        rel_embeddings: Option<&Tensor>,
-    ) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
         let out = w.pp("output");
         Ok(Self {
-            attention: DisentangledSelfAttention::load(&w.pp("self"), cfg, rel_embeddings)?,
+            attention: DisentangledSelfAttention::load(&w.pp("self"), cfg)?,
             dense: linear(&out.pp("dense"), cfg.hidden_size, cfg.hidden_size, true)?,
             layer_norm: layer_norm(&out.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
-    /// The self-attention, output projection and LayerNorm, for the CPU fast path.
+    /// The self-attention (`self`) and the output projection and LayerNorm (`output`).
     pub(crate) fn parts(&self) -> (&DisentangledSelfAttention, &Linear, &LayerNorm) {
         (&self.attention, &self.dense, &self.layer_norm)
     }
 
     /// Returns the attention output and the head-major probabilities `[heads, B, L, L]`.
-    pub fn forward(&self, hidden: &Tensor, ctx: &AttentionContext) -> Result<(Tensor, Tensor)> {
-        let (context, probs) = self.attention.forward(hidden, ctx)?;
-        let out = (apply(&self.dense, &context)? + hidden)?;
-        Ok((apply(&self.layer_norm, &out)?, probs))
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        ctx: &AttentionContext,
+        mode: &RunMode,
+    ) -> Result<(Tensor, Tensor)> {
+        let (context, probs) = self.attention.forward(hidden, ctx, mode)?;
+        let out = mode.dropout(&self.dense.forward(&context, mode)?, self.dropout)?;
+        Ok((self.layer_norm.forward(&(out + hidden)?, mode)?, probs))
     }
 }

@@ -4,21 +4,24 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L443>
 
 use candle_core::{Tensor, D};
-use candle_nn::LayerNorm;
 
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
-use crate::nn::{apply, layer_norm};
+use crate::dropout::RunMode;
+use crate::nn::{layer_norm, LayerNorm};
+use crate::params::Param;
 use crate::weights::Weights;
 use crate::Result;
 
 pub struct ConvLayer {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Param,
+    bias: Param,
     padding: usize,
     groups: usize,
     act: Activation,
     layer_norm: LayerNorm,
+    /// `hidden_dropout_prob`.
+    dropout: f64,
 }
 
 impl ConvLayer {
@@ -32,28 +35,31 @@ impl ConvLayer {
             groups,
             act: cfg.conv_act,
             layer_norm: layer_norm(&w.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
     /// `embeddings`: the encoder input `[B, L, H]`; `residual`: the first layer's output;
-    /// `input_mask`: `[B, L]` f32. Returns the replacement for the first layer's output.
+    /// `input_mask`: `[B, L]`. Returns the replacement for the first layer's output.
     pub fn forward(
         &self,
         embeddings: &Tensor,
         residual: &Tensor,
         input_mask: &Tensor,
+        mode: &RunMode,
     ) -> Result<Tensor> {
+        let train = mode.is_train();
         // [B, L, H] -> [B, H, L] -> conv -> [B, L, H]
         let x = embeddings.transpose(1, 2)?.contiguous()?;
-        let out = x.conv1d(&self.weight, self.padding, 1, 1, self.groups)?;
-        let out = out.broadcast_add(&self.bias.reshape((1, (), 1))?)?;
+        let out = x.conv1d(self.weight.get(train), self.padding, 1, 1, self.groups)?;
+        let out = out.broadcast_add(&self.bias.get(train).reshape((1, (), 1))?)?;
         let out = out.transpose(1, 2)?;
         // transformers zeroes positions whose mask is not exactly 1: masked_fill((1 - mask).bool()).
         let mask = input_mask.unsqueeze(D::Minus1)?; // [B, L, 1]
         let keep = mask.eq(1f64)?.broadcast_as(out.shape())?;
         let out = keep.where_cond(&out, &out.zeros_like()?)?;
-        let out = self.act.forward(&out)?;
-        let normed = apply(&self.layer_norm, &(residual + out)?)?;
+        let out = self.act.forward(&mode.dropout(&out, self.dropout)?)?;
+        let normed = self.layer_norm.forward(&(residual + out)?, mode)?;
         Ok(normed.broadcast_mul(&mask)?)
     }
 }

@@ -4,10 +4,11 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L480>
 
 use candle_core::{Tensor, D};
-use candle_nn::{Embedding, LayerNorm, Linear};
 
 use crate::config::DebertaV2Config;
-use crate::nn::{apply, layer_norm, linear};
+use crate::dropout::RunMode;
+use crate::nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear};
+use crate::params::Param;
 use crate::weights::Weights;
 use crate::Result;
 
@@ -17,14 +18,14 @@ pub struct DebertaV2Embeddings {
     token_type_embeddings: Option<Embedding>,
     embed_proj: Option<Linear>,
     layer_norm: LayerNorm,
+    /// `hidden_dropout_prob`, applied to the output in training.
+    dropout: f64,
 }
 
 impl DebertaV2Embeddings {
     pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
         let e = cfg.embedding_size();
-        let table = |name: &str, rows: usize| -> Result<Embedding> {
-            Ok(Embedding::new(w.pp(name).get(&[rows, e], "weight")?, e))
-        };
+        let table = |name: &str, rows: usize| embedding(&w.pp(name), rows, e);
         let position_embeddings = if cfg.position_biased_input {
             Some(table("position_embeddings", cfg.max_position_embeddings)?)
         } else {
@@ -46,15 +47,17 @@ impl DebertaV2Embeddings {
             token_type_embeddings,
             embed_proj,
             layer_norm: layer_norm(&w.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
     /// The word embedding matrix `[vocab, embedding_size]` (tied to the masked-LM decoder).
-    pub fn word_embeddings(&self) -> &Tensor {
-        self.word_embeddings.embeddings()
+    pub fn word_embeddings(&self) -> &Param {
+        self.word_embeddings.weight()
     }
 
-    /// `input_ids`, `token_type_ids`, `position_ids`: `[B, L]` u32; `mask`: `[B, L]` f32.
+    /// `input_ids`, `token_type_ids`, `position_ids`: `[B, L]` u32; `mask`: `[B, L]` in the
+    /// compute dtype.
     /// Returns `[B, L, hidden]`.
     pub fn forward(
         &self,
@@ -62,19 +65,21 @@ impl DebertaV2Embeddings {
         token_type_ids: &Tensor,
         position_ids: &Tensor,
         mask: &Tensor,
+        mode: &RunMode,
     ) -> Result<Tensor> {
-        let mut x = apply(&self.word_embeddings, input_ids)?;
+        let mut x = self.word_embeddings.forward(input_ids, mode)?;
         if let Some(pos) = &self.position_embeddings {
-            x = (x + apply(pos, position_ids)?)?;
+            x = (x + pos.forward(position_ids, mode)?)?;
         }
         if let Some(types) = &self.token_type_embeddings {
-            x = (x + apply(types, token_type_ids)?)?;
+            x = (x + types.forward(token_type_ids, mode)?)?;
         }
         if let Some(proj) = &self.embed_proj {
-            x = apply(proj, &x)?;
+            x = proj.forward(&x, mode)?;
         }
-        let x = apply(&self.layer_norm, &x)?;
+        let x = self.layer_norm.forward(&x, mode)?;
         // [B, L] -> [B, L, 1]: padded rows become exactly zero, after the LayerNorm.
-        Ok(x.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?)
+        let x = x.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?;
+        mode.dropout(&x, self.dropout)
     }
 }

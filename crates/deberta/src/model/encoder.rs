@@ -1,18 +1,22 @@
 //! `DebertaV2Encoder`: the relative embedding table (optionally layer-normalised), the stack of
-//! layers, and the nGiE convolution after the first layer.
+//! layers, and the nGiE convolution after the first layer. The forward pass runs on the backend
+//! the model's [`ExecutionPlan`] chose: candle ops, or the fused CPU path.
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L559>
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
 
 use crate::config::DebertaV2Config;
-use crate::cpu::LayerBuffers;
+use crate::cpu::{self, LayerBuffers};
+use crate::dropout::RunMode;
 use crate::model::attention::AttentionContext;
 use crate::model::conv::ConvLayer;
+use crate::model::fused::FusedEncoder;
 use crate::model::layer::DebertaV2Layer;
-use crate::model::relative_position::RelativeIndex;
-use crate::model::LinearFormat;
-use crate::nn::{apply, layer_norm};
+use crate::nn::{layer_norm, LayerNorm};
+use crate::params::{Derived, Param, ParamVersion};
+use crate::plan::{Backend, ExecutionPlan, KernelPlan};
+use crate::relative_position::{RelativeIndex, RelativeSlots};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -24,119 +28,241 @@ pub struct EncoderOutput {
     pub attentions: Option<Vec<Tensor>>,
 }
 
+/// The encoder's inputs besides the embeddings.
+pub struct EncoderInput<'a> {
+    /// `[B, 1, L, L]` u8: 1 where query i may attend to key j.
+    pub pair_mask: &'a Tensor,
+    /// `[B, L]` in the compute dtype.
+    pub input_mask: &'a Tensor,
+    pub output_attentions: bool,
+}
+
 pub struct DebertaV2Encoder {
     layers: Vec<DebertaV2Layer>,
     conv: Option<ConvLayer>,
-    relative: Option<RelativeSettings>,
+    relative: Option<Relative>,
+    /// The fused path's derived weights, for the parameters' current version.
+    fused: Derived<FusedEncoder>,
+    version: ParamVersion,
 }
 
-/// How relative positions are bucketed and indexed.
-#[derive(Clone, Copy)]
-struct RelativeSettings {
+/// The relative embedding table and how positions are bucketed.
+struct Relative {
+    table: Param,
+    norm: Option<LayerNorm>,
     span: usize,
     buckets: i64,
     max_relative_positions: i64,
 }
 
+impl Relative {
+    /// `rel_embeddings.weight [2S, H]`, layer-normalised when `norm_rel_ebd` says so.
+    fn embeddings(&self, mode: &RunMode) -> Result<Tensor> {
+        let table = self.table.get(mode.is_train());
+        match &self.norm {
+            Some(norm) => norm.forward(table, mode),
+            None => Ok(table.clone()),
+        }
+    }
+
+    fn slots(&self, len: usize) -> RelativeSlots {
+        RelativeSlots::new(len, self.span, self.buckets, self.max_relative_positions)
+    }
+}
+
 impl DebertaV2Encoder {
-    pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
-        let rel_embeddings = if cfg.relative_attention {
-            Some(load_rel_embeddings(w, cfg)?)
+    pub fn load(w: &Weights, cfg: &DebertaV2Config, version: ParamVersion) -> Result<Self> {
+        let relative = if cfg.relative_attention {
+            Some(Relative {
+                table: w
+                    .pp("rel_embeddings")
+                    .get(&[2 * cfg.position_span(), cfg.hidden_size], "weight")?,
+                norm: cfg
+                    .norm_rel_layer_norm()
+                    .then(|| layer_norm(&w.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps))
+                    .transpose()?,
+                span: cfg.position_span(),
+                buckets: cfg.position_buckets,
+                max_relative_positions: cfg.max_relative_positions() as i64,
+            })
         } else {
             None
         };
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                DebertaV2Layer::load(&w.pp(&format!("layer.{i}")), cfg, rel_embeddings.as_ref())
-            })
+            .map(|i| DebertaV2Layer::load(&w.pp(&format!("layer.{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
         let conv = if cfg.conv_kernel_size > 0 {
             Some(ConvLayer::load(&w.pp("conv"), cfg)?)
         } else {
             None
         };
-        let relative = cfg.relative_attention.then(|| RelativeSettings {
-            span: cfg.position_span(),
-            buckets: cfg.position_buckets,
-            max_relative_positions: cfg.max_relative_positions() as i64,
-        });
         Ok(Self {
             layers,
             conv,
             relative,
+            fused: Derived::default(),
+            version,
         })
     }
 
-    /// Every layer's linear layers in `format` (see `DebertaV2Model::set_linear_format`): all
-    /// converted first, then installed, so an error leaves the model as it was.
-    pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
-        let built = self
-            .layers
-            .iter()
-            .map(|layer| layer.build_linear_format(format))
-            .collect::<Result<Vec<_>>>()?;
-        for (layer, prepared) in self.layers.iter_mut().zip(built) {
-            layer.install_linear_format(prepared);
+    /// Builds the fused path's weights for `plan` now (so a format that cannot be prepared is
+    /// an error when it is set, not at the next forward), or drops them on the candle path.
+    pub fn prepare(&self, plan: &ExecutionPlan) -> Result<()> {
+        match plan.backend() {
+            Backend::CpuFused(kernels) => {
+                let built = self.build_fused(plan, kernels)?;
+                self.fused.install(self.version.get(), built)
+            }
+            Backend::Candle => self.fused.clear(),
+        }
+    }
+
+    fn build_fused(&self, plan: &ExecutionPlan, kernels: &KernelPlan) -> Result<FusedEncoder> {
+        let rel = self
+            .relative
+            .as_ref()
+            .map(|r| r.embeddings(&RunMode::eval()))
+            .transpose()?;
+        FusedEncoder::build(&self.layers, rel.as_ref(), plan.linear_format(), kernels)
+    }
+
+    /// Runs the layers on `plan`'s backend. `embeddings`: `[B, L, H]`.
+    pub fn forward(
+        &self,
+        embeddings: &Tensor,
+        input: &EncoderInput,
+        plan: &ExecutionPlan,
+        mode: &RunMode,
+    ) -> Result<EncoderOutput> {
+        let bias = additive_bias(input.pair_mask, embeddings.dtype())?;
+        let mut out = EncoderOutput {
+            layers: Vec::with_capacity(self.layers.len()),
+            attentions: input.output_attentions.then(Vec::new),
+        };
+        match plan.backend() {
+            Backend::Candle => self.forward_candle(embeddings, input, &bias, mode, &mut out)?,
+            Backend::CpuFused(kernels) => {
+                self.forward_fused(embeddings, input, &bias, (plan, kernels), &mut out)?
+            }
+        }
+        Ok(out)
+    }
+
+    fn forward_candle(
+        &self,
+        embeddings: &Tensor,
+        input: &EncoderInput,
+        bias: &Tensor,
+        mode: &RunMode,
+        out: &mut EncoderOutput,
+    ) -> Result<()> {
+        let len = embeddings.dim(1)?;
+        let (index, rel) = match &self.relative {
+            Some(r) => (
+                Some(RelativeIndex::new(&r.slots(len), len, embeddings.device())?),
+                Some(r.embeddings(mode)?),
+            ),
+            None => (None, None),
+        };
+        let ctx = AttentionContext {
+            bias,
+            index: index.as_ref(),
+            rel_embeddings: rel.as_ref(),
+        };
+        let mut hidden = embeddings.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (layer_out, probs) = layer.forward(&hidden, &ctx, input.output_attentions, mode)?;
+            hidden = self.after_layer(i, embeddings, layer_out, probs, input, mode, out)?;
         }
         Ok(())
     }
 
-    /// `embeddings`: `[B, L, H]`; `pair_mask`: `[B, 1, L, L]` u8; `input_mask`: `[B, L]` f32.
-    pub fn forward(
+    fn forward_fused(
         &self,
         embeddings: &Tensor,
-        pair_mask: &Tensor,
-        input_mask: &Tensor,
-        output_attentions: bool,
-    ) -> Result<EncoderOutput> {
+        input: &EncoderInput,
+        bias: &Tensor,
+        (plan, kernels): (&ExecutionPlan, &KernelPlan),
+        out: &mut EncoderOutput,
+    ) -> Result<()> {
+        let fused = self
+            .fused
+            .get_or_build(self.version.get(), || self.build_fused(plan, kernels))?;
         let len = embeddings.dim(1)?;
-        let index = self
-            .relative
-            .map(|r| relative_index(r, len, embeddings.device()))
-            .transpose()?;
-        let bias = additive_bias(pair_mask)?;
-        let ctx = AttentionContext::new(&bias, index.as_ref())?;
-        let mut layers = Vec::with_capacity(self.layers.len());
-        let mut attentions = output_attentions.then(Vec::new);
+        let slots = self.relative.as_ref().map(|r| r.slots(len));
+        let ctx = cpu::AttentionContext {
+            bias,
+            index: slots.as_ref(),
+            masked: masked_sequences(input.pair_mask)?,
+        };
         let mut hidden = embeddings.clone();
         let mut buffers = LayerBuffers::default();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (mut out, probs) = layer.forward(&hidden, &ctx, output_attentions, &mut buffers)?;
-            if let (Some(all), Some(probs)) = (attentions.as_mut(), probs) {
-                all.push(probs);
-            }
-            if let (0, Some(conv)) = (i, &self.conv) {
-                out = conv.forward(embeddings, &out, input_mask)?;
-            }
-            layers.push(out.clone());
-            hidden = out;
+        let eval = RunMode::eval();
+        for (i, layer) in fused.layers.iter().enumerate() {
+            let (layer_out, probs) = cpu::layer_forward(
+                &layer.params(),
+                &hidden,
+                &ctx,
+                &mut buffers,
+                input.output_attentions,
+            )?;
+            hidden = self.after_layer(i, embeddings, layer_out, probs, input, &eval, out)?;
         }
-        Ok(EncoderOutput { layers, attentions })
+        Ok(())
+    }
+
+    /// Records a layer's output (after the conv layer for the first one) and returns it.
+    #[allow(clippy::too_many_arguments)]
+    fn after_layer(
+        &self,
+        i: usize,
+        embeddings: &Tensor,
+        mut layer_out: Tensor,
+        probs: Option<Tensor>,
+        input: &EncoderInput,
+        mode: &RunMode,
+        out: &mut EncoderOutput,
+    ) -> Result<Tensor> {
+        if let (Some(all), Some(probs)) = (out.attentions.as_mut(), probs) {
+            all.push(probs);
+        }
+        if let (0, Some(conv)) = (i, &self.conv) {
+            layer_out = conv.forward(embeddings, &layer_out, input.input_mask, mode)?;
+        }
+        out.layers.push(layer_out.clone());
+        Ok(layer_out)
     }
 }
 
-/// `[B, 1, L, L]` u8 mask -> `[1, B, L, L]` f32 bias: 0 where allowed, `f32::MIN` elsewhere.
-fn additive_bias(pair_mask: &Tensor) -> Result<Tensor> {
+/// `[B, 1, L, L]` u8 mask -> `[1, B, L, L]` bias in `dtype`: 0 where allowed, the dtype's
+/// minimum elsewhere (transformers' `masked_fill(finfo(dtype).min)`).
+fn additive_bias(pair_mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, _, l, _) = pair_mask.dims4()?;
     let mask = pair_mask.reshape((1, b, l, l))?;
-    let zeros = Tensor::zeros((1, b, l, l), candle_core::DType::F32, pair_mask.device())?;
-    let min = Tensor::full(f32::MIN, (1, b, l, l), pair_mask.device())?;
+    let device = pair_mask.device();
+    let zeros = Tensor::zeros((1, b, l, l), dtype, device)?;
+    let min = Tensor::full(dtype_min(dtype), (1, b, l, l), device)?.to_dtype(dtype)?;
     Ok(mask.where_cond(&zeros, &min)?)
 }
 
-fn relative_index(r: RelativeSettings, len: usize, device: &Device) -> Result<RelativeIndex> {
-    RelativeIndex::new(len, r.span, r.buckets, r.max_relative_positions, device)
+/// The most negative finite value of `dtype`, as f64.
+fn dtype_min(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => half::f16::MIN.to_f64(),
+        DType::BF16 => half::bf16::MIN.to_f64(),
+        DType::F64 => f64::MIN,
+        _ => f32::MIN as f64,
+    }
 }
 
-/// `rel_embeddings.weight [2S, H]`, layer-normalised when `norm_rel_ebd` says so.
-fn load_rel_embeddings(w: &Weights, cfg: &DebertaV2Config) -> Result<Tensor> {
-    let table = w
-        .pp("rel_embeddings")
-        .get(&[2 * cfg.position_span(), cfg.hidden_size], "weight")?;
-    if cfg.norm_rel_layer_norm() {
-        let norm = layer_norm(&w.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?;
-        apply(&norm, &table)
-    } else {
-        Ok(table)
-    }
+/// Per sequence, whether its `[L, L]` block of the pair mask masks anything (host copy: the
+/// fused path is CPU only).
+fn masked_sequences(pair_mask: &Tensor) -> Result<Vec<bool>> {
+    // [B, 1, L, L] -> [B]: 1 where any entry is 0.
+    let any_masked = pair_mask
+        .eq(0u8)?
+        .flatten_from(1)?
+        .max(candle_core::D::Minus1)?
+        .to_vec1::<u8>()?;
+    Ok(any_masked.into_iter().map(|m| m != 0).collect())
 }

@@ -54,7 +54,8 @@ pub(crate) struct PreparedInput {
     pub input_ids: Tensor,
     pub token_type_ids: Tensor,
     pub position_ids: Tensor,
-    /// `[B, L]` f32 mask multiplied into the embeddings (and used by the conv layer).
+    /// `[B, L]` mask in the compute dtype, multiplied into the embeddings (and used by the
+    /// conv layer).
     pub input_mask: Tensor,
     /// `[B, 1, L, L]` u8: 1 where attention is allowed.
     pub pair_mask: Tensor,
@@ -65,6 +66,7 @@ pub(crate) fn prepare(
     input: &ModelInput,
     cfg: &DebertaV2Config,
     device: &Device,
+    dtype: DType,
 ) -> Result<PreparedInput> {
     let (b, l) = input.input_ids.dims2().map_err(|_| {
         Error::input(format!(
@@ -99,7 +101,7 @@ pub(crate) fn prepare(
         input_ids,
         token_type_ids,
         position_ids,
-        input_mask,
+        input_mask: input_mask.to_dtype(dtype)?,
         pair_mask,
     })
 }

@@ -7,18 +7,23 @@ pub mod attention;
 pub mod conv;
 pub mod embeddings;
 pub mod encoder;
+mod fused;
 pub mod input;
 pub mod layer;
 mod linear_format;
-pub mod relative_position;
 
-use candle_core::{Device, Tensor};
+pub use crate::relative_position;
+
+use candle_core::Device;
 
 use crate::config::DebertaV2Config;
+use crate::dropout::{DropoutRng, RunMode};
+use crate::params::Param;
+use crate::plan::ExecutionPlan;
 use crate::weights::Weights;
 use crate::Result;
 use embeddings::DebertaV2Embeddings;
-use encoder::DebertaV2Encoder;
+use encoder::{DebertaV2Encoder, EncoderInput};
 pub use input::ModelInput;
 pub use linear_format::LinearFormat;
 
@@ -35,11 +40,11 @@ pub struct ForwardOptions {
 #[derive(Debug, Clone)]
 pub struct BaseModelOutput {
     /// `[B, L, hidden]`: the last layer's output.
-    pub last_hidden_state: Tensor,
+    pub last_hidden_state: candle_core::Tensor,
     /// `num_hidden_layers + 1` tensors `[B, L, hidden]`: the embedding output, then each layer.
-    pub hidden_states: Option<Vec<Tensor>>,
+    pub hidden_states: Option<Vec<candle_core::Tensor>>,
     /// `num_hidden_layers` tensors `[B, heads, L, L]`.
-    pub attentions: Option<Vec<Tensor>>,
+    pub attentions: Option<Vec<candle_core::Tensor>>,
 }
 
 /// The DeBERTa-v2/v3 backbone.
@@ -48,18 +53,28 @@ pub struct DebertaV2Model {
     encoder: DebertaV2Encoder,
     config: DebertaV2Config,
     device: Device,
+    plan: ExecutionPlan,
+    mode: RunMode,
 }
 
 impl DebertaV2Model {
-    /// Builds the backbone from a weight view positioned at its prefix (`deberta` or the root).
+    /// Builds the backbone from a weight view positioned at its prefix (`deberta` or the root),
+    /// and chooses its execution plan from the device, the load's dtype and kernel options.
     pub fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self {
+        let plan = ExecutionPlan::choose(w.device(), w.dtype(), w.kernel_options())?;
+        let model = Self {
             embeddings: DebertaV2Embeddings::load(&w.pp("embeddings"), cfg)?,
-            encoder: DebertaV2Encoder::load(&w.pp("encoder"), cfg)?,
+            encoder: DebertaV2Encoder::load(&w.pp("encoder"), cfg, w.param_version())?,
             config: cfg.clone(),
             device: w.device().clone(),
-        })
+            plan,
+            mode: RunMode::eval(),
+        };
+        if plan.linear_format() != LinearFormat::F32 {
+            model.encoder.prepare(&plan)?;
+        }
+        Ok(model)
     }
 
     /// Quantises the encoder's linear layers to int8: `set_linear_format(LinearFormat::Int8)`.
@@ -67,18 +82,41 @@ impl DebertaV2Model {
         self.set_linear_format(LinearFormat::Int8)
     }
 
-    /// How the CPU fast path stores and multiplies the encoder's linear layers (Q/K/V,
+    /// How the fused CPU path stores and multiplies the encoder's linear layers (Q/K/V,
     /// attention output, intermediate, output); see [`LinearFormat`]. Embeddings, attention
-    /// scores, LayerNorms and heads stay f32. Other than `F32`, CPU only: an error on other
-    /// devices. The formats are the CPU fast path's: with it off (`DEBERTA_CPU_FAST=0`) the
-    /// candle path runs the f32 weights whatever the format.
+    /// scores, LayerNorms and heads stay f32. Formats other than `F32` need the fused CPU path:
+    /// on the candle path (another device, another dtype, or the candle path chosen) they are an
+    /// error naming both. The weights are converted now; on error the model is unchanged.
     pub fn set_linear_format(&mut self, format: LinearFormat) -> Result<()> {
-        if format != LinearFormat::F32 && !self.device.is_cpu() {
-            return Err(crate::Error::Input(format!(
-                "the {format} linear-layer format runs on the CPU only"
-            )));
-        }
-        self.encoder.set_linear_format(format)
+        let plan = self.plan.with_linear_format(format, &self.device)?;
+        self.encoder.prepare(&plan)?;
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// Training mode: dropout drawn from `rng`, gradients flow to the parameters, the candle
+    /// path runs (the fused CPU path has no backward). An error with int8/bf16 linear layers.
+    pub fn train(&mut self, rng: DropoutRng) -> Result<()> {
+        self.plan = self.plan.with_training(true)?;
+        self.mode = RunMode::train(rng);
+        Ok(())
+    }
+
+    /// Inference mode (the default): dropout off, the load's execution path.
+    pub fn eval(&mut self) -> Result<()> {
+        self.plan = self.plan.with_training(false)?;
+        self.mode = RunMode::eval();
+        Ok(())
+    }
+
+    /// The execution plan the next forward pass runs.
+    pub fn plan(&self) -> &ExecutionPlan {
+        &self.plan
+    }
+
+    /// The current mode (training or inference).
+    pub fn mode(&self) -> &RunMode {
+        &self.mode
     }
 
     /// The config the model was built from.
@@ -92,25 +130,29 @@ impl DebertaV2Model {
     }
 
     /// The word embedding matrix `[vocab, embedding_size]`.
-    pub fn word_embeddings(&self) -> &Tensor {
+    pub fn word_embeddings(&self) -> &Param {
         self.embeddings.word_embeddings()
     }
 
     /// Runs the backbone.
     pub fn forward(&self, input: &ModelInput, opts: ForwardOptions) -> Result<BaseModelOutput> {
-        let prepared = input::prepare(input, &self.config, &self.device)?;
+        let mode = &self.mode;
+        let prepared = input::prepare(input, &self.config, &self.device, self.plan.dtype())?;
         let embedding_output = self.embeddings.forward(
             &prepared.input_ids,
             &prepared.token_type_ids,
             &prepared.position_ids,
             &prepared.input_mask,
+            mode,
         )?;
-        let encoded = self.encoder.forward(
-            &embedding_output,
-            &prepared.pair_mask,
-            &prepared.input_mask,
-            opts.output_attentions,
-        )?;
+        let encoder_input = EncoderInput {
+            pair_mask: &prepared.pair_mask,
+            input_mask: &prepared.input_mask,
+            output_attentions: opts.output_attentions,
+        };
+        let encoded = self
+            .encoder
+            .forward(&embedding_output, &encoder_input, &self.plan, mode)?;
         let last_hidden_state = match encoded.layers.last() {
             Some(t) => t.clone(),
             None => embedding_output.clone(),

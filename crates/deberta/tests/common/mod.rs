@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::{safetensors, Device, Tensor};
 use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions, ModelInput};
+use deberta::{DebertaV2Model, ForwardOptions, KernelOptions, LoadOptions, ModelInput, PathChoice};
 
 /// The committed fixtures at the repository root.
 pub fn fixtures_dir() -> PathBuf {
@@ -67,11 +67,39 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 pub const ATOL: f32 = 1e-4;
 pub const RTOL: f32 = 1e-4;
 
-/// Runs one `fixtures/models` case and compares every output tensor with transformers'.
+/// Load options that run `path` (`CpuFused` or `Candle`).
+pub fn on_path(path: PathChoice) -> LoadOptions {
+    LoadOptions {
+        kernels: KernelOptions {
+            path,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The plan's path name `path` must give.
+pub fn path_name(path: PathChoice) -> &'static str {
+    match path {
+        PathChoice::Candle => "candle",
+        _ => "cpu-fused",
+    }
+}
+
+/// Runs one `fixtures/models` case on the fused CPU path and compares every output tensor with
+/// transformers'.
 pub fn golden_model_case(name: &str) {
+    golden_model_case_on(name, PathChoice::CpuFused)
+}
+
+/// Runs one `fixtures/models` case on `path` and compares every output tensor with
+/// transformers'.
+pub fn golden_model_case_on(name: &str, path: PathChoice) {
     let dir = fixtures_dir().join("models").join(name);
     let device = Device::Cpu;
-    let (model, report) = DebertaV2Model::from_pretrained(&dir, &device).unwrap();
+    let (model, report) =
+        DebertaV2Model::from_pretrained_with(&dir, &device, on_path(path)).unwrap();
+    assert_eq!(model.plan().path_name(), path_name(path), "{name}: path");
     assert!(
         report.unexpected.is_empty() || name == "format_prefixed",
         "{name}: {:?}",
@@ -112,9 +140,9 @@ pub fn golden_model_case(name: &str) {
     println!("{name}: worst max |diff| over all tensors = {worst:.3e}");
 }
 
-/// Runs every case `fixtures/models/manifest.json` lists through [`golden_model_case`] (for the
-/// tests that repeat them all under another setting).
-pub fn every_golden_model_case() {
+/// Runs every case `fixtures/models/manifest.json` lists on `path` (for the tests that repeat
+/// them all under another setting).
+pub fn every_golden_model_case(path: PathChoice) {
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures_dir().join("models/manifest.json")).unwrap(),
     )
@@ -122,6 +150,6 @@ pub fn every_golden_model_case() {
     let cases = manifest["cases"].as_array().unwrap();
     assert!(cases.len() >= 24);
     for case in cases {
-        golden_model_case(case["name"].as_str().unwrap());
+        golden_model_case_on(case["name"].as_str().unwrap(), path);
     }
 }

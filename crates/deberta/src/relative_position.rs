@@ -43,17 +43,13 @@ pub fn relative_positions(len: usize, bucket_size: i64, max_position: i64) -> Ve
     rel
 }
 
-/// Flat gather indices that turn `[L, W]` position scores into `[L, L]` ones, over the `W`
-/// active slots `first_slot..first_slot + W` of the `2S`-row relative table.
-pub struct RelativeIndex {
-    /// c2p: entry `(i, j)` reads row `i`, slot `clamp(rel[i,j] + span, 0, 2*span-1)`.
-    pub c2p: Tensor,
-    /// p2c: entry `(i, j)` reads row `j`, slot `clamp(-rel[j,i] + span, 0, 2*span-1)`
-    /// (transformers' gather followed by a transpose).
-    pub p2c: Tensor,
-    /// The same slots by diagonal: entry `(i, j)` of c2p is `i * W + c2p_slot[i - j + len - 1]`
-    /// and of p2c `j * W + p2c_slot[i - j + len - 1]` (`2 * len - 1` entries each; the CPU
-    /// fast path reads these instead of the `[L, L]` tables).
+/// The relative-table slots each diagonal of the `[L, L]` score grid reads, over the `W`
+/// active slots `first_slot..first_slot + W` of the `2S`-row relative table: entry `(i, j)` of
+/// c2p reads row `i`, slot `c2p_slot[i - j + len - 1]`, and of p2c row `j`, slot
+/// `p2c_slot[i - j + len - 1]` (relative positions depend on `i - j` only). What the fused CPU
+/// path reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelativeSlots {
     pub c2p_slot: Vec<u32>,
     pub p2c_slot: Vec<u32>,
     /// First table row any entry reads.
@@ -62,45 +58,69 @@ pub struct RelativeIndex {
     pub width: usize,
 }
 
-impl RelativeIndex {
-    /// Builds both index tables for a sequence length, as `u32` tensors of `len * len` entries.
-    pub fn new(
-        len: usize,
-        span: usize,
-        bucket_size: i64,
-        max_position: i64,
-        device: &Device,
-    ) -> Result<Self> {
-        let rel = relative_positions(len, bucket_size, max_position);
+impl RelativeSlots {
+    /// c2p reads slot `clamp(rel[i,j] + span, 0, 2*span-1)`, p2c slot
+    /// `clamp(-rel[j,i] + span, 0, 2*span-1)` (transformers' gather followed by a transpose).
+    pub fn new(len: usize, span: usize, bucket_size: i64, max_position: i64) -> Self {
+        let bucket = |r: i64| {
+            if bucket_size > 0 && max_position > 0 {
+                log_bucket(r, bucket_size, max_position)
+            } else {
+                r
+            }
+        };
         let last = 2 * span as i64 - 1;
         let slot = |r: i64| (r + span as i64).clamp(0, last);
-        // rel[i, j] = bucket(i - j) is odd-symmetric, so both terms read the same slot range.
-        let (lo, hi) = rel.iter().fold((last, 0), |(lo, hi), &r| {
-            (lo.min(slot(r)).min(slot(-r)), hi.max(slot(r)).max(slot(-r)))
-        });
-        let width = (hi - lo + 1) as usize;
+        // Diagonal k = i - j + len - 1, i.e. i - j = k - (len - 1).
+        let diagonals = (2 * len).saturating_sub(1);
+        let offset = len as i64 - 1;
+        let c2p: Vec<i64> = (0..diagonals as i64)
+            .map(|k| slot(bucket(k - offset)))
+            .collect();
+        let p2c: Vec<i64> = (0..diagonals as i64)
+            .map(|k| slot(-bucket(offset - k)))
+            .collect();
+        let lo = c2p.iter().chain(&p2c).copied().min().unwrap_or(0);
+        let hi = c2p.iter().chain(&p2c).copied().max().unwrap_or(0);
+        Self {
+            c2p_slot: c2p.iter().map(|&s| (s - lo) as u32).collect(),
+            p2c_slot: p2c.iter().map(|&s| (s - lo) as u32).collect(),
+            first_slot: lo as usize,
+            width: (hi - lo + 1) as usize,
+        }
+    }
+}
+
+/// Flat gather indices that turn `[L, W]` position scores into `[L, L]` ones (the candle path).
+pub struct RelativeIndex {
+    /// c2p: entry `(i, j)` is `i * W + c2p_slot[i - j + len - 1]`.
+    pub c2p: Tensor,
+    /// p2c: entry `(i, j)` is `j * W + p2c_slot[i - j + len - 1]`.
+    pub p2c: Tensor,
+    /// First table row any entry reads.
+    pub first_slot: usize,
+    /// Number of table rows read (`W`).
+    pub width: usize,
+}
+
+impl RelativeIndex {
+    /// The `len * len` u32 gather tables of `slots` on `device`.
+    pub fn new(slots: &RelativeSlots, len: usize, device: &Device) -> Result<Self> {
+        let w = slots.width as u32;
         let mut c2p = Vec::with_capacity(len * len);
         let mut p2c = Vec::with_capacity(len * len);
-        let mut c2p_slot = vec![0u32; (2 * len).saturating_sub(1)];
-        let mut p2c_slot = vec![0u32; (2 * len).saturating_sub(1)];
         for i in 0..len {
             for j in 0..len {
-                let c = (slot(rel[i * len + j]) - lo) as u32;
-                let p = (slot(-rel[j * len + i]) - lo) as u32;
-                c2p.push((i * width) as u32 + c);
-                p2c.push((j * width) as u32 + p);
-                // rel[i, j] depends on i - j only.
-                c2p_slot[i + len - 1 - j] = c;
-                p2c_slot[i + len - 1 - j] = p;
+                let d = i + len - 1 - j;
+                c2p.push(i as u32 * w + slots.c2p_slot[d]);
+                p2c.push(j as u32 * w + slots.p2c_slot[d]);
             }
         }
         Ok(Self {
             c2p: Tensor::from_vec(c2p, len * len, device)?,
             p2c: Tensor::from_vec(p2c, len * len, device)?,
-            c2p_slot,
-            p2c_slot,
-            first_slot: lo as usize,
-            width,
+            first_slot: slots.first_slot,
+            width: slots.width,
         })
     }
 }
@@ -143,19 +163,22 @@ mod tests {
     }
 
     #[test]
-    fn diagonal_slots_give_the_same_indices_as_the_square_tables() {
+    fn diagonal_slots_read_what_the_square_grid_reads() {
         for (len, span, buckets, max_pos) in [(300, 256, 256, 512), (40, 16, -1, 16), (1, 4, 4, 8)]
         {
-            let index = RelativeIndex::new(len, span, buckets, max_pos, &Device::Cpu).unwrap();
+            let slots = RelativeSlots::new(len, span, buckets, max_pos);
+            let index = RelativeIndex::new(&slots, len, &Device::Cpu).unwrap();
             let c2p = index.c2p.to_vec1::<u32>().unwrap();
             let p2c = index.p2c.to_vec1::<u32>().unwrap();
-            assert_eq!(index.c2p_slot.len(), 2 * len - 1);
-            let w = index.width as u32;
+            assert_eq!(slots.c2p_slot.len(), 2 * len - 1);
+            let rel = relative_positions(len, buckets, max_pos);
+            let last = 2 * span as i64 - 1;
+            let slot = |r: i64| (r + span as i64).clamp(0, last) as u32 - slots.first_slot as u32;
+            let w = slots.width as u32;
             for i in 0..len {
                 for j in 0..len {
-                    let d = i + len - 1 - j;
-                    assert_eq!(c2p[i * len + j], i as u32 * w + index.c2p_slot[d]);
-                    assert_eq!(p2c[i * len + j], j as u32 * w + index.p2c_slot[d]);
+                    assert_eq!(c2p[i * len + j], i as u32 * w + slot(rel[i * len + j]));
+                    assert_eq!(p2c[i * len + j], j as u32 * w + slot(-rel[j * len + i]));
                 }
             }
         }
