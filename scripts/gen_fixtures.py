@@ -332,8 +332,13 @@ def check_rust_save(name, cls, model, runs):
         for inputs in runs.values():
             a, b = head_outputs(model, inputs), head_outputs(reloaded, inputs)
             worst = max(worst, max((a[k] - b[k]).abs().max().item() for k in a))
-    return {"name": name, "loading_info_problems": problems, "max_abs_diff": worst,
-            "ok": not problems and worst == 0.0}
+    result = {"name": name, "loading_info_problems": problems, "max_abs_diff": worst,
+              "ok": not problems and worst == 0.0}
+    # The assertion lives here, where transformers runs; the Rust test checks what Rust can
+    # (that its save holds exactly transformers' tensors), and this file is the record.
+    if not result["ok"]:
+        sys.exit(f"{name}: transformers did not load the Rust save cleanly: {result}")
+    return result
 
 
 def build_heads():
