@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{safetensors, DType, Device, Tensor};
 use deberta::json_input::ForwardInputs;
-use deberta::{ForwardOptions, Labels, ModelInput, TaskModel, TaskOutput};
+use deberta::{ForwardOptions, Labels, ModelInput, PathChoice, TaskModel, TaskOutput};
 
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
@@ -97,9 +97,11 @@ pub fn real_tokens(t: &Tensor, mask: &Tensor) -> Tensor {
     rows.index_select(&idx, 0).unwrap()
 }
 
-fn check_case(name: &str) {
+fn check_case(name: &str, path: PathChoice) {
     let dir = case_dir(name);
-    let model = TaskModel::from_pretrained(&dir, None, &Device::Cpu).unwrap();
+    let model =
+        TaskModel::from_pretrained_with(&dir, None, &Device::Cpu, common::on_path(path)).unwrap();
+    assert_eq!(model.plan().path_name(), common::path_name(path));
     let report = model.report();
     assert!(
         report.unexpected.is_empty() && report.initialized.is_empty(),
@@ -120,7 +122,7 @@ fn check_case(name: &str) {
     assert_eq!(got.len(), expected.len(), "{name}: outputs");
     for (key, tensor) in &got {
         let exp = &expected[key];
-        let label = format!("{name}/{key}");
+        let label = format!("{name}/{}/{key}", common::path_name(path));
         common::assert_close(
             &label,
             &real_tokens(tensor, &mask),
@@ -133,7 +135,20 @@ fn check_case(name: &str) {
 
 macro_rules! golden {
     ($($case:ident),* $(,)?) => {
-        $(#[test] fn $case() { check_case(stringify!($case)); })*
+        $(
+            /// The case on each execution path.
+            mod $case {
+                use super::*;
+                #[test]
+                fn cpu_fused() {
+                    check_case(stringify!($case), PathChoice::CpuFused);
+                }
+                #[test]
+                fn candle() {
+                    check_case(stringify!($case), PathChoice::Candle);
+                }
+            }
+        )*
 
         #[test]
         fn every_tf_fixture_has_a_test() {
