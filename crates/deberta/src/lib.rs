@@ -36,6 +36,7 @@ pub mod weights;
 
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
+pub use cpu::linear_kernel;
 pub use error::{Error, Result};
 pub use heads::{
     DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,

@@ -97,13 +97,13 @@ fn check_cases(path: &str) {
 /// which parallel tests in this binary must not see change under them).
 #[test]
 fn bf16_outputs_match_transformers_with_bf16_linears() {
-    check_cases(LinearFormat::Bf16.cpu_kernel());
+    check_cases(deberta::linear_kernel(LinearFormat::Bf16));
     std::env::set_var("DEBERTA_CPU_AVX512", "0");
     std::env::set_var("DEBERTA_CPU_PACKED", "0");
-    check_cases(LinearFormat::Bf16.cpu_kernel());
+    check_cases(deberta::linear_kernel(LinearFormat::Bf16));
     std::env::remove_var("DEBERTA_CPU_PACKED");
     std::env::set_var("DEBERTA_CPU_AVX512", "portable");
-    check_cases(LinearFormat::Bf16.cpu_kernel());
+    check_cases(deberta::linear_kernel(LinearFormat::Bf16));
     std::env::remove_var("DEBERTA_CPU_AVX512");
 }
 

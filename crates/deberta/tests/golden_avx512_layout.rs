@@ -12,7 +12,7 @@ use deberta::LinearFormat;
 #[test]
 fn every_golden_model_case_in_the_avx512_layout() {
     std::env::set_var("DEBERTA_CPU_AVX512", "portable");
-    let kernel = LinearFormat::F32.cpu_kernel();
+    let kernel = deberta::linear_kernel(LinearFormat::F32);
     assert!(kernel.contains("avx512"), "{kernel}");
     println!("f32 linear layers on: {kernel}");
     common::every_golden_model_case();

@@ -49,7 +49,7 @@ fn int8_outputs_stay_close_to_transformers_f32() {
         for setting in ["0", "portable"] {
             std::env::set_var("DEBERTA_CPU_AVX512", setting);
             model.set_linear_format(LinearFormat::Int8).unwrap();
-            let kernel = LinearFormat::Int8.cpu_kernel();
+            let kernel = deberta::linear_kernel(LinearFormat::Int8);
             let got = model.forward(&input, ForwardOptions::default()).unwrap();
             let got = got.last_hidden_state.flatten_all().unwrap();
             let same = got

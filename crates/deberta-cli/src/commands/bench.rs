@@ -82,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "iters": args.iters,
         "threads": args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         "dtype": args.dtype,
-        "linear_kernel": format.cpu_kernel(),
+        "linear_kernel": deberta::linear_kernel(format),
     });
     println!("{report}");
     Ok(())

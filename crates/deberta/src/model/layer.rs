@@ -74,10 +74,11 @@ impl DebertaV2Layer {
         let (self_attention, dense, _) = self.attention.parts();
         let (qkv, ..) = self_attention.parts();
         let linears = [qkv, dense, &self.intermediate, &self.output];
+        let plan = cpu::plan_from_env();
         Ok(match format {
             LinearFormat::F32 => None,
-            LinearFormat::Bf16 => Some(PreparedLayer::bf16(linears)?),
-            LinearFormat::Int8 => Some(PreparedLayer::int8(linears)?),
+            LinearFormat::Bf16 => Some(PreparedLayer::bf16(&plan, linears)?),
+            LinearFormat::Int8 => Some(PreparedLayer::int8(&plan, linears)?),
         })
     }
 
@@ -116,7 +117,8 @@ impl DebertaV2Layer {
         if let Some(prepared) = self.prepared.get() {
             return Ok(prepared.as_ref());
         }
-        let packed = PreparedLayer::packed_f32([qkv, dense, &self.intermediate, &self.output])?;
+        let linears = [qkv, dense, &self.intermediate, &self.output];
+        let packed = PreparedLayer::packed_f32(&cpu::plan_from_env(), linears)?;
         // Another thread may have packed first; either copy is the same.
         Ok(self.prepared.get_or_init(|| packed).as_ref())
     }

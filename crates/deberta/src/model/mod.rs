@@ -9,7 +9,6 @@ pub mod embeddings;
 pub mod encoder;
 pub mod input;
 pub mod layer;
-mod linear_format;
 pub mod relative_position;
 
 use candle_core::{Device, Tensor};
@@ -17,10 +16,10 @@ use candle_core::{Device, Tensor};
 use crate::config::DebertaV2Config;
 use crate::weights::Weights;
 use crate::Result;
+pub use deberta_kernels::LinearFormat;
 use embeddings::DebertaV2Embeddings;
 use encoder::DebertaV2Encoder;
 pub use input::ModelInput;
-pub use linear_format::LinearFormat;
 
 /// Which optional outputs a forward pass returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,12 +7,13 @@
 //!
 //! A tile is up to [`MAX_ROWS`] input rows against [`COLS`] output columns, each row's sum
 //! held in two 16-lane registers (24 accumulators, 2 weight vectors and 1 broadcast of the 32
-//! zmm registers). The drivers ([`super::bf16_dot`], [`super::int8`]) cut the work into tiles
-//! and store them.
+//! zmm registers). The drivers (the f32 / bf16 linear layers' and the int8 GEMM) cut the work
+//! into tiles and store them.
 //!
-//! This file uses nothing from the crate and only what `core` has (through `std::` paths), so
-//! that `tools/avx512-emu` can compile it into a freestanding binary and check the kernels
-//! against their twins under an emulator, on CPUs without these instructions.
+//! This module uses nothing else from the crate and only what `core` has (it is all the crate
+//! builds without its `std` feature), so that `tools/avx512-emu` can build it into a
+//! freestanding binary and check the kernels against their twins under an emulator, on CPUs
+//! without these instructions.
 
 /// Output columns per tile (two 16-lane vectors).
 pub const COLS: usize = 32;
@@ -221,7 +222,7 @@ fn one_row_as_two(t: &Tile) -> Tile {
 
 #[cfg(target_arch = "x86_64")]
 mod kernels {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
 
     use super::{Tile, COLS, MAX_ROWS};
 
@@ -260,11 +261,11 @@ mod kernels {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for g in 0..t.groups {
             let w = t.b.add(g * COLS);
-            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.cast()));
-            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(16).cast()));
+            let w0: __m512bh = core::mem::transmute(_mm512_loadu_si512(w.cast()));
+            let w1: __m512bh = core::mem::transmute(_mm512_loadu_si512(w.add(16).cast()));
             for (r, acc_row) in acc.iter_mut().enumerate() {
                 let x = *t.a.add(r * t.lda + g) as i32;
-                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
+                let x: __m512bh = core::mem::transmute(_mm512_set1_epi32(x));
                 acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, w0);
                 acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, w1);
             }
@@ -301,7 +302,7 @@ mod kernels {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
 

@@ -20,10 +20,11 @@
 
 use rayon::prelude::*;
 
-use super::bf16;
-use super::rows::Epilogue;
-use super::{check_epilogue, check_io, check_weight, MatRef, SharedMut};
-use crate::{Error, Result};
+use crate::bf16;
+use crate::rows::Epilogue;
+use crate::{
+    check_epilogue, check_io, check_weight, CpuFeatures, Error, MatRef, Result, SharedMut,
+};
 
 /// 8-lane vectors per panel row.
 const VECS: usize = 3;
@@ -38,25 +39,16 @@ const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 /// Panels per task.
 const CHUNK_PANELS: usize = 4;
 
-/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
-/// AVX-512 CPUs 512-bit kernels have twice this kernel's peak: the linear layers run on
-/// [`super::avx512`]'s, the attention products on the `gemm` crate's (its `x86-v4` feature,
-/// chosen at run time).
+/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512
+/// ([`CpuFeatures::packed_avx2`]). On AVX-512 CPUs 512-bit kernels have twice this kernel's
+/// peak: the linear layers run on [`crate::avx512`]'s, the attention products on the `gemm`
+/// crate's (its `x86-v4` feature, chosen at run time).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && !std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    CpuFeatures::detect().packed_avx2()
 }
 
 /// An `nn.Linear` weight `[out, in]` packed into 24-column panels, as f32 or as bf16
-/// ([`super::bf16`]).
+/// ([`crate::bf16`]).
 pub struct PackedLinear {
     in_dim: usize,
     out_dim: usize,
@@ -113,9 +105,10 @@ impl PackedLinear {
         };
         let rows = check_io(what, x, out, self.in_dim, self.out_dim)?;
         if !available() {
-            return Err(Error::Input(format!(
-                "{what}: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
-            )));
+            return Err(Error::Unsupported {
+                kernel: what,
+                needs: "AVX2 and FMA, without AVX-512",
+            });
         }
         check_epilogue(what, epilogue, self.out_dim)?;
         if rows > 0 {
@@ -249,7 +242,7 @@ pub struct PackScratch {
 /// them block by block).
 ///
 /// # Safety
-/// [`available`] holds, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
+/// The CPU has AVX2 and FMA, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
 pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) {
     if k == 0 || n == 0 {
         dst.clear();
@@ -272,7 +265,7 @@ pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) 
 /// copied into `scratch` first.
 ///
 /// # Safety
-/// [`available`] holds; `panels` came from `pack_rhs` with this `k` and `n`; every `lhs`
+/// The CPU has AVX2 and FMA; `panels` came from `pack_rhs` with this `k` and `n`; every `lhs`
 /// element addressed lies in a live allocation, and the `m` rows of `dst` (row stride `dst_rs`)
 /// at those columns are the caller's alone.
 #[allow(clippy::too_many_arguments)]
@@ -330,7 +323,7 @@ pub unsafe fn matmul_packed(
 /// of `src`, zeros past them.
 ///
 /// # Safety
-/// [`available`] holds, and every `src(r, kk)`, `r < rows`, `kk < k`, is a live element.
+/// The CPU has AVX2 and FMA, and every `src(r, kk)`, `r < rows`, `kk < k`, is a live element.
 unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src: MatRef) {
     for (g, out) in dst.chunks_exact_mut(group * k).enumerate() {
         if src.rs == 1 && (g + 1) * group <= rows {
@@ -637,8 +630,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{max_diff, pseudo_random};
-    use crate::Activation;
+    use crate::rows::Act;
+    use crate::test_util::{max_diff, pseudo_random};
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
         x.chunks_exact(k)
@@ -692,7 +685,7 @@ mod tests {
         let bias = pseudo_random(cols, 13);
         let epilogue = Epilogue::BiasAct {
             bias: &bias,
-            act: Activation::Gelu,
+            act: Act::GeluErf,
         };
         let round = |v: &[f32]| v.iter().map(|&a| bf16::round(a)).collect::<Vec<f32>>();
         let f32_of_rounded = PackedLinear::new(&round(&w), cols, k).unwrap();
@@ -730,7 +723,7 @@ mod tests {
         let epilogues = [
             Epilogue::BiasAct {
                 bias: &bias,
-                act: Activation::Gelu,
+                act: Act::GeluErf,
             },
             Epilogue::BiasScale {
                 bias: &bias,
@@ -827,7 +820,7 @@ mod tests {
         assert!(w.forward(&[0.0; 3], &mut [0.0; 3], None).is_err());
         let short_bias = Epilogue::BiasAct {
             bias: &[0.0; 3],
-            act: Activation::Gelu,
+            act: Act::GeluErf,
         };
         let wide_scale = Epilogue::BiasScale {
             bias: &[0.0; 2],
