@@ -114,7 +114,8 @@ impl<'a> Rhs<'a> {
     /// used, and `packed` implies that the CPU has AVX2 and FMA.
     unsafe fn new(buf: &'a mut Vec<f32>, (k, n): (usize, usize), m: MatRef, packed: bool) -> Self {
         if packed {
-            sgemm::pack_rhs(buf, (k, n), m);
+            // SAFETY: the caller's contract: AVX2 + FMA, and `m [k, n]` live.
+            unsafe { sgemm::pack_rhs(buf, (k, n), m) };
             Rhs::Packed { panels: buf, k, n }
         } else {
             Rhs::InPlace { m, k }
@@ -137,17 +138,22 @@ impl<'a> Rhs<'a> {
         lhs: MatRef,
         pack: &mut PackScratch,
     ) {
-        match self {
-            Rhs::Packed { panels, k, n } => {
-                sgemm::matmul_packed((rows, k), cols, n, dst, dst_rs, lhs, panels, pack)
-            }
-            Rhs::InPlace { m, k } => {
-                let rhs = MatRef {
-                    ptr: m.ptr.offset(cols.start as isize * m.cs),
-                    ..m
-                };
-                let shape = (rows, cols.len(), k);
-                gemm::matmul(shape, dst.add(cols.start), dst_rs as isize, lhs, rhs, false)
+        // SAFETY: packed panels exist only where `new` was told the CPU has AVX2 + FMA and
+        // were packed with this `k` and `n`; in-place operands are live for `k x n` (`new`'s
+        // contract), so column `cols.start` is too; the rest is the caller's contract.
+        unsafe {
+            match self {
+                Rhs::Packed { panels, k, n } => {
+                    sgemm::matmul_packed((rows, k), cols, n, dst, dst_rs, lhs, panels, pack)
+                }
+                Rhs::InPlace { m, k } => {
+                    let rhs = MatRef {
+                        ptr: m.ptr.offset(cols.start as isize * m.cs),
+                        ..m
+                    };
+                    let shape = (rows, cols.len(), k);
+                    gemm::matmul(shape, dst.add(cols.start), dst_rs as isize, lhs, rhs, false)
+                }
             }
         }
     }
@@ -159,7 +165,8 @@ impl<'a> Rhs<'a> {
 /// Row `r` lies in `m`'s allocation.
 unsafe fn from_row(m: MatRef, r: usize) -> MatRef {
     MatRef {
-        ptr: m.ptr.offset(r as isize * m.rs),
+        // SAFETY: the caller's contract.
+        ptr: unsafe { m.ptr.offset(r as isize * m.rs) },
         ..m
     }
 }
@@ -637,42 +644,52 @@ unsafe fn relative_tile8(
     len: usize,
 ) {
     use std::arch::x86_64::*;
-    let (Some(c2p), Some(p2c)) = (terms.c2p, terms.p2c) else {
-        return;
-    };
-    let (c_slots, p_slots, w) = (terms.c_slots.as_ptr(), terms.p_slots.as_ptr(), terms.width);
-    // Diagonal of score (i + a, j + b): d0 + a - b, with d0 >= 7 and d0 + 7 <= 2L - 2.
-    let d0 = i + len - 1 - j;
-    let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-    // p2c: lane a of column b is p2c[j + b, p_slots[d0 + a - b]].
-    let mut cols = [_mm256_setzero_ps(); 8];
-    for (b, col) in cols.iter_mut().enumerate() {
-        let slots = _mm256_loadu_si256(p_slots.add(d0 - b).cast());
-        let first = *p_slots.add(d0 - b);
-        let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
-        let at = p2c.as_ptr().add((j + b) * w + first as usize);
-        *col = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
-    }
-    let p_rows = transpose8(cols);
-    for (a, p_row) in p_rows.iter().enumerate() {
-        // c2p: lane b of row a is c2p[t + a, c_slots[d0 + a - b]], slots loaded rising from
-        // d0 + a - 7 and reversed.
-        let low = d0 + a - 7;
-        let slots =
-            _mm256_permutevar8x32_epi32(_mm256_loadu_si256(c_slots.add(low).cast()), reverse);
-        let first = *c_slots.add(low);
-        let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
-        let at = c2p.as_ptr().add((t + a) * w + first as usize);
-        let c_row = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
-        let out = scores.as_mut_ptr().add((t + a) * len + j);
-        _mm256_storeu_ps(
-            out,
-            _mm256_add_ps(_mm256_loadu_ps(out), _mm256_add_ps(c_row, *p_row)),
-        );
+    // SAFETY: the CPU has AVX2 (contract). With unit slot steps and d0 - 7 >= 0, d0 + 7 <=
+    // 2L - 2, every 8-wide slot load reads entries of the 2L - 1 slot tables; every slot is
+    // below W, so each 8-wide row load starts inside a c2p / p2c row and ends at most 7
+    // values past it, inside the PAD values; the store covers rows t..t + 8, keys j..j + 8
+    // of the block.
+    unsafe {
+        let (Some(c2p), Some(p2c)) = (terms.c2p, terms.p2c) else {
+            return;
+        };
+        let (c_slots, p_slots, w) = (terms.c_slots.as_ptr(), terms.p_slots.as_ptr(), terms.width);
+        // Diagonal of score (i + a, j + b): d0 + a - b, with d0 >= 7 and d0 + 7 <= 2L - 2.
+        let d0 = i + len - 1 - j;
+        let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        // p2c: lane a of column b is p2c[j + b, p_slots[d0 + a - b]].
+        let mut cols = [_mm256_setzero_ps(); 8];
+        for (b, col) in cols.iter_mut().enumerate() {
+            let slots = _mm256_loadu_si256(p_slots.add(d0 - b).cast());
+            let first = *p_slots.add(d0 - b);
+            let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
+            let at = p2c.as_ptr().add((j + b) * w + first as usize);
+            *col = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
+        }
+        let p_rows = transpose8(cols);
+        for (a, p_row) in p_rows.iter().enumerate() {
+            // c2p: lane b of row a is c2p[t + a, c_slots[d0 + a - b]], slots loaded rising from
+            // d0 + a - 7 and reversed.
+            let low = d0 + a - 7;
+            let slots =
+                _mm256_permutevar8x32_epi32(_mm256_loadu_si256(c_slots.add(low).cast()), reverse);
+            let first = *c_slots.add(low);
+            let idx = _mm256_sub_epi32(slots, _mm256_set1_epi32(first as i32));
+            let at = c2p.as_ptr().add((t + a) * w + first as usize);
+            let c_row = _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), idx);
+            let out = scores.as_mut_ptr().add((t + a) * len + j);
+            _mm256_storeu_ps(
+                out,
+                _mm256_add_ps(_mm256_loadu_ps(out), _mm256_add_ps(c_row, *p_row)),
+            );
+        }
     }
 }
 
 /// The transpose of 8 rows of 8 lanes.
+///
+/// # Safety
+/// The CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]

@@ -159,20 +159,29 @@ impl Avx512Linear {
         Ok(())
     }
 
+    /// One tile on the instructions or their portable twins.
+    ///
     /// # Safety
     /// As for [`avx512::f32_tile`] / [`avx512::bf16_tile`] (their CPU features only when
     /// `self.hardware`).
     unsafe fn tile(&self, tile: &Tile, acc: &mut [[f32; PANEL]; TILE_ROWS]) {
         #[cfg(target_arch = "x86_64")]
         if self.hardware {
-            return match self.kind {
-                Kind::F32 => avx512::f32_tile(tile, acc),
-                Kind::Bf16 => avx512::bf16_tile(tile, acc),
+            // SAFETY: `hardware` was checked against the CPU when the weights were packed;
+            // the rest is the caller's contract.
+            return unsafe {
+                match self.kind {
+                    Kind::F32 => avx512::f32_tile(tile, acc),
+                    Kind::Bf16 => avx512::bf16_tile(tile, acc),
+                }
             };
         }
-        match self.kind {
-            Kind::F32 => avx512::f32_tile_portable(tile, acc),
-            Kind::Bf16 => avx512::bf16_tile_portable(tile, acc),
+        // SAFETY: the caller's contract (the twins need no CPU feature).
+        unsafe {
+            match self.kind {
+                Kind::F32 => avx512::f32_tile_portable(tile, acc),
+                Kind::Bf16 => avx512::bf16_tile_portable(tile, acc),
+            }
         }
     }
 }

@@ -284,14 +284,18 @@ fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
 /// As for [`avx512::int8_tile`] (its CPU features only for [`Kernel::Vnni`], AVX2 for
 /// [`Kernel::Avx2`]).
 unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
+    // SAFETY: the caller's contract, with the CPU features of the kernel it names.
     #[cfg(target_arch = "x86_64")]
-    match kernel {
-        Kernel::Vnni => return avx512::int8_tile(tile, acc),
-        Kernel::Avx2 => return avx2::tile(tile, acc),
-        Kernel::Portable => {}
+    unsafe {
+        match kernel {
+            Kernel::Vnni => return avx512::int8_tile(tile, acc),
+            Kernel::Avx2 => return avx2::tile(tile, acc),
+            Kernel::Portable => {}
+        }
     }
     let _ = kernel;
-    avx512::int8_tile_portable(tile, acc);
+    // SAFETY: the caller's contract (the portable kernel needs no CPU feature).
+    unsafe { avx512::int8_tile_portable(tile, acc) };
 }
 
 /// Where one tile's sums go: `rows.len()` rows x `cols` columns at `out` (row stride `ldc`),
@@ -324,7 +328,8 @@ impl TileOut<'_> {
             // Wrapping, as the kernels' sums: the true value fits i32 ([`MAX_IN_DIM`]).
             *v = a.wrapping_sub(zero.wrapping_mul(sum)) as f32 * scale * col_scale;
         }
-        let seg = std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols);
+        // SAFETY: row r's `cols` values are valid and the caller's alone (contract).
+        let seg = unsafe { std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols) };
         seg.copy_from_slice(&vals[..self.cols]);
         if let Some(epilogue) = self.epilogue {
             epilogue.apply(seg, self.col0);
@@ -340,7 +345,8 @@ simd_fn! {
 /// As for [`TileOut::store_row`], for each of the target's rows.
 unsafe fn store_tile(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
     for (r, acc_row) in acc.iter().enumerate().take(target.rows.len()) {
-        target.store_row(r, acc_row);
+        // SAFETY: r < rows.len(); the caller's contract for each row.
+        unsafe { target.store_row(r, acc_row) };
     }
 }
 }
@@ -435,21 +441,25 @@ mod avx2 {
     /// AVX2; as for [`super::avx512::int8_tile`].
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile(t: &Tile, out: &mut [[i32; PANEL]; TILE_ROWS]) {
-        let mut r0 = 0;
-        while r0 < t.rows.min(TILE_ROWS) {
-            let rows = (t.rows - r0).min(ROWS);
-            let row = |i: usize| t.a.add((r0 + i.min(rows - 1)) * t.lda);
-            let acc = if t.groups == 0 {
-                [[_mm256_setzero_si256(); 4]; ROWS]
-            } else {
-                micro_kernel([row(0), row(1), row(2)], t.b, t.groups)
-            };
-            for (i, acc_row) in acc.iter().enumerate().take(rows) {
-                for (h, v) in acc_row.iter().enumerate() {
-                    _mm256_storeu_si256(out[r0 + i].as_mut_ptr().add(8 * h).cast(), *v);
+        // SAFETY: the CPU has AVX2 (contract); each row pointer is one of the tile's rows of `a`
+        // (`groups` values), `b` holds the panel, and each stored row of `out` holds 32 values.
+        unsafe {
+            let mut r0 = 0;
+            while r0 < t.rows.min(TILE_ROWS) {
+                let rows = (t.rows - r0).min(ROWS);
+                let row = |i: usize| t.a.add((r0 + i.min(rows - 1)) * t.lda);
+                let acc = if t.groups == 0 {
+                    [[_mm256_setzero_si256(); 4]; ROWS]
+                } else {
+                    micro_kernel([row(0), row(1), row(2)], t.b, t.groups)
+                };
+                for (i, acc_row) in acc.iter().enumerate().take(rows) {
+                    for (h, v) in acc_row.iter().enumerate() {
+                        _mm256_storeu_si256(out[r0 + i].as_mut_ptr().add(8 * h).cast(), *v);
+                    }
                 }
+                r0 += ROWS;
             }
-            r0 += ROWS;
         }
     }
 
@@ -469,74 +479,78 @@ mod avx2 {
         b: *const u32,
         groups: usize,
     ) -> [[__m256i; 4]; ROWS] {
-        let z = _mm256_setzero_si256();
-        let ones = _mm256_set1_epi16(1);
-        let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
-        let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
-        let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
-        std::arch::asm!(
-            "2:",
-            "vpbroadcastd ymm15, dword ptr [{a0} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm0, ymm0, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm1, ymm1, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm2, ymm2, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm3, ymm3, ymm14",
-            "vpbroadcastd ymm15, dword ptr [{a1} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm4, ymm4, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm5, ymm5, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm6, ymm6, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm7, ymm7, ymm14",
-            "vpbroadcastd ymm15, dword ptr [{a2} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm8, ymm8, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm9, ymm9, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm10, ymm10, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm11, ymm11, ymm14",
-            "add {off}, 4",
-            "add {b}, 128",
-            "dec {n}",
-            "jnz 2b",
-            a0 = in(reg) a[0],
-            a1 = in(reg) a[1],
-            a2 = in(reg) a[2],
-            off = inout(reg) 0usize => _,
-            b = inout(reg) b => _,
-            n = inout(reg) groups => _,
-            in("ymm13") ones,
-            inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02, inout("ymm3") c03,
-            inout("ymm4") c10, inout("ymm5") c11, inout("ymm6") c12, inout("ymm7") c13,
-            inout("ymm8") c20, inout("ymm9") c21, inout("ymm10") c22, inout("ymm11") c23,
-            out("ymm14") _, out("ymm15") _,
-            options(nostack, readonly),
-        );
-        [
-            [c00, c01, c02, c03],
-            [c10, c11, c12, c13],
-            [c20, c21, c22, c23],
-        ]
+        // SAFETY: the CPU has AVX2 (contract); the loop reads `groups` values of each row and
+        // `32 * groups` of `b` (groups >= 1), touches only the named registers and no stack.
+        unsafe {
+            let z = _mm256_setzero_si256();
+            let ones = _mm256_set1_epi16(1);
+            let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
+            let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
+            let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
+            std::arch::asm!(
+                "2:",
+                "vpbroadcastd ymm15, dword ptr [{a0} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm0, ymm0, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm1, ymm1, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm2, ymm2, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm3, ymm3, ymm14",
+                "vpbroadcastd ymm15, dword ptr [{a1} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm4, ymm4, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm5, ymm5, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm6, ymm6, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm7, ymm7, ymm14",
+                "vpbroadcastd ymm15, dword ptr [{a2} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm8, ymm8, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm9, ymm9, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm10, ymm10, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm11, ymm11, ymm14",
+                "add {off}, 4",
+                "add {b}, 128",
+                "dec {n}",
+                "jnz 2b",
+                a0 = in(reg) a[0],
+                a1 = in(reg) a[1],
+                a2 = in(reg) a[2],
+                off = inout(reg) 0usize => _,
+                b = inout(reg) b => _,
+                n = inout(reg) groups => _,
+                in("ymm13") ones,
+                inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02, inout("ymm3") c03,
+                inout("ymm4") c10, inout("ymm5") c11, inout("ymm6") c12, inout("ymm7") c13,
+                inout("ymm8") c20, inout("ymm9") c21, inout("ymm10") c22, inout("ymm11") c23,
+                out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+            [
+                [c00, c01, c02, c03],
+                [c10, c11, c12, c13],
+                [c20, c21, c22, c23],
+            ]
+        }
     }
 }
 
