@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the AVX-512 kernels of `crates/deberta/src/cpu/avx512.rs` under an emulated CPU and
+"""Runs the AVX-512 kernels of `crates/deberta-kernels/src/avx512.rs` under an emulated CPU and
 checks them against their portable twins (see README.md).
 
 Usage: python run.py [--binary PATH]

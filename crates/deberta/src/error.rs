@@ -60,6 +60,24 @@ pub enum Error {
     /// An error inside the tensor engine.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// A CPU kernel refused its call: `context` is the tensor or path it ran for, `error`
+    /// names the kernel and what did not fit (not chained: printed once, here).
+    #[error("{context}: {error}")]
+    Kernel {
+        context: String,
+        error: deberta_kernels::Error,
+    },
+}
+
+impl From<deberta_kernels::Error> for Error {
+    /// A kernel's error on the CPU fast path.
+    fn from(error: deberta_kernels::Error) -> Self {
+        Error::Kernel {
+            context: "CPU fast path".into(),
+            error,
+        }
+    }
 }
 
 /// The library's result type.

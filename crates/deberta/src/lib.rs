@@ -27,7 +27,6 @@ mod error;
 pub mod export;
 pub mod heads;
 pub mod json_input;
-mod kernel_plan;
 pub mod loss;
 mod mmap_safetensors;
 pub mod model;
@@ -50,5 +49,7 @@ pub use heads::{
 };
 pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
 pub use params::{Param, Parameters};
-pub use plan::{Backend, ExecutionPlan, KernelOptions, KernelPlan, LoadOptions, PathChoice};
+pub use plan::{
+    Avx512Mode, Backend, ExecutionPlan, KernelOptions, KernelPlan, LoadOptions, PathChoice,
+};
 pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

@@ -15,9 +15,9 @@ use std::fmt;
 
 use candle_core::{DType, Device};
 
-pub use crate::kernel_plan::{Avx512Mode, CpuFeatures, KernelPlan};
 use crate::model::LinearFormat;
 use crate::{Error, Result};
+pub use deberta_kernels::{Avx512Mode, CpuFeatures, KernelPlan};
 
 /// Which implementation to run, as asked by the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -243,7 +243,7 @@ impl fmt::Display for ExecutionPlan {
             self.dtype,
             self.linear_format,
             self.linear_kernel(),
-            rayon::current_num_threads(),
+            candle_core::utils::get_num_threads(),
             if self.training { " training" } else { "" }
         )?;
         if let Backend::CpuFused(k) = &self.backend {

@@ -9,7 +9,9 @@ mod common;
 
 use candle_core::{safetensors, Device, Tensor};
 use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions, LinearFormat};
+use deberta::{
+    Avx512Mode, DebertaV2Model, ForwardOptions, KernelOptions, LinearFormat, LoadOptions,
+};
 
 /// Same rounding on both sides, so the outputs agree to f32 accumulation order (the median
 /// element within `BULK_ATOL`), except downstream of an input that lies within that order's
@@ -47,12 +49,17 @@ fn median_and_max(a: &Tensor, b: &Tensor) -> (f32, f32) {
     (d[d.len() / 2], d[d.len() - 1])
 }
 
-fn check_cases(path: &str) {
+fn check_cases(kernels: KernelOptions) {
     let device = Device::Cpu;
     let mut worst = 0f32;
+    let options = LoadOptions {
+        kernels,
+        ..Default::default()
+    };
+    let mut path = String::new();
     for name in cases() {
         let dir = common::fixtures_dir().join("models").join(&name);
-        let (mut model, _) = DebertaV2Model::from_pretrained(&dir, &device).unwrap();
+        let (mut model, _) = DebertaV2Model::from_pretrained_with(&dir, &device, options).unwrap();
         let input = ForwardInputs::from_file(dir.join("input.json"), &device)
             .unwrap()
             .model_input();
@@ -64,6 +71,7 @@ fn check_cases(path: &str) {
             load("expected_bf16.safetensors"),
         );
         model.set_linear_format(LinearFormat::Bf16).unwrap();
+        path = model.plan().linear_kernel().to_string();
         let got = model
             .forward(&input, ForwardOptions::default())
             .unwrap()
@@ -93,18 +101,29 @@ fn check_cases(path: &str) {
     println!("{path}: worst max |diff| vs transformers bf16-linears {worst:.2e}");
 }
 
-/// Every way of running bf16 in one test (the others are chosen by environment variables,
-/// which parallel tests in this binary must not see change under them).
+/// The default kernels (packed AVX2, or `vdpbf16ps` where the CPU has AVX512-BF16).
 #[test]
 fn bf16_outputs_match_transformers_with_bf16_linears() {
-    check_cases(LinearFormat::Bf16.cpu_kernel());
-    std::env::set_var("DEBERTA_CPU_AVX512", "0");
-    std::env::set_var("DEBERTA_CPU_PACKED", "0");
-    check_cases(LinearFormat::Bf16.cpu_kernel());
-    std::env::remove_var("DEBERTA_CPU_PACKED");
-    std::env::set_var("DEBERTA_CPU_AVX512", "portable");
-    check_cases(LinearFormat::Bf16.cpu_kernel());
-    std::env::remove_var("DEBERTA_CPU_AVX512");
+    check_cases(KernelOptions::default());
+}
+
+/// The `gemm`-crate fallback on bf16-rounded weights.
+#[test]
+fn bf16_on_the_gemm_crate_matches_transformers() {
+    check_cases(KernelOptions {
+        avx512: Avx512Mode::Off,
+        packed: false,
+        ..Default::default()
+    });
+}
+
+/// The `vdpbf16ps` pair layout on its portable twin.
+#[test]
+fn bf16_in_the_avx512_layout_matches_transformers() {
+    check_cases(KernelOptions {
+        avx512: Avx512Mode::Portable,
+        ..Default::default()
+    });
 }
 
 #[test]

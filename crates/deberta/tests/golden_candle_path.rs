@@ -6,5 +6,5 @@ mod common;
 
 #[test]
 fn every_golden_model_case_on_the_candle_path() {
-    common::every_golden_model_case(deberta::PathChoice::Candle);
+    common::every_golden_model_case(common::on_path(deberta::PathChoice::Candle));
 }

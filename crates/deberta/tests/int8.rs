@@ -6,7 +6,9 @@ mod common;
 
 use candle_core::{safetensors, Device};
 use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions, LinearFormat};
+use deberta::{
+    Avx512Mode, DebertaV2Model, ForwardOptions, KernelOptions, LinearFormat, LoadOptions,
+};
 
 /// Hidden states are LayerNorm outputs of size ~1; int8 with per-row / per-channel scales moves
 /// them by ~1e-2 on these random tiny models.
@@ -46,11 +48,18 @@ fn int8_outputs_stay_close_to_transformers_f32() {
         // plain Rust (`portable`).
         let want = int8_out.last_hidden_state.flatten_all().unwrap();
         let want = want.to_vec1::<f32>().unwrap();
-        for setting in ["0", "portable"] {
-            std::env::set_var("DEBERTA_CPU_AVX512", setting);
-            model.set_linear_format(LinearFormat::Int8).unwrap();
-            let kernel = LinearFormat::Int8.cpu_kernel();
-            let got = model.forward(&input, ForwardOptions::default()).unwrap();
+        for avx512 in [Avx512Mode::Off, Avx512Mode::Portable] {
+            let options = LoadOptions {
+                kernels: KernelOptions {
+                    avx512,
+                    linear_format: LinearFormat::Int8,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let (other, _) = DebertaV2Model::from_pretrained_with(&dir, &device, options).unwrap();
+            let kernel = other.plan().linear_kernel();
+            let got = other.forward(&input, ForwardOptions::default()).unwrap();
             let got = got.last_hidden_state.flatten_all().unwrap();
             let same = got
                 .to_vec1::<f32>()
@@ -61,6 +70,5 @@ fn int8_outputs_stay_close_to_transformers_f32() {
             println!("{name}: int8 on {kernel} equals the default int8 kernel bit for bit");
             assert!(same, "{name}: int8 on {kernel} differs");
         }
-        std::env::remove_var("DEBERTA_CPU_AVX512");
     }
 }

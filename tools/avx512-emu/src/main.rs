@@ -1,4 +1,5 @@
-//! Checks `crates/deberta/src/cpu/avx512.rs`'s AVX-512 kernels against their portable twins,
+//! Checks the AVX-512 kernels of `deberta-kernels` (`crates/deberta-kernels/src/avx512.rs`,
+//! the crate built without `std`) against their portable twins,
 //! as a freestanding binary (no libc, no syscalls) that `run.py` loads into an emulated
 //! Sapphire Rapids CPU (Bochs, through the `bochscpu` Python package): CPUs without
 //! AVX512-BF16 / AVX512-VNNI cannot run the kernels natively.
@@ -8,14 +9,7 @@
 #![no_std]
 #![no_main]
 
-// The kernel file names `std::`; in this binary that is `core`.
-extern crate core as std;
-
-#[path = "../../../crates/deberta/src/cpu/avx512.rs"]
-#[allow(dead_code)]
-mod avx512;
-
-use avx512::{Tile, COLS, MAX_ROWS};
+use deberta_kernels::avx512::{self, Tile, COLS, MAX_ROWS};
 
 /// What the run found (read by `run.py`).
 #[repr(C)]

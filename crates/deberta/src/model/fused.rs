@@ -33,6 +33,7 @@ pub(crate) struct FusedLayer {
     output_norm: candle_nn::LayerNorm,
     /// The four linear layers in the plan's format (`None`: f32 through the `gemm` crate).
     prepared: Option<PreparedLayer>,
+    kernels: KernelPlan,
 }
 
 /// Every layer's fused weights, for one parameter version and linear format.
@@ -61,7 +62,7 @@ impl FusedLayer {
         layer: &DebertaV2Layer,
         rel: Option<&Tensor>,
         format: LinearFormat,
-        _kernels: &KernelPlan,
+        kernels: &KernelPlan,
     ) -> Result<Self> {
         let parts = layer.parts();
         let (self_attention, dense, attention_norm) = parts.attention.parts();
@@ -77,9 +78,9 @@ impl FusedLayer {
         );
         let linears = [&qkv, &dense, &intermediate, &output];
         let prepared = match format {
-            LinearFormat::F32 => PreparedLayer::packed_f32(linears)?,
-            LinearFormat::Bf16 => Some(PreparedLayer::bf16(linears)?),
-            LinearFormat::Int8 => Some(PreparedLayer::int8(linears)?),
+            LinearFormat::F32 => PreparedLayer::packed_f32(kernels, linears)?,
+            LinearFormat::Bf16 => Some(PreparedLayer::bf16(kernels, linears)?),
+            LinearFormat::Int8 => Some(PreparedLayer::int8(kernels, linears)?),
         };
         let (pos_key, pos_query) = match positions {
             Some(p) => (p.key, p.query),
@@ -99,6 +100,7 @@ impl FusedLayer {
             output,
             output_norm: parts.output_norm.to_candle(),
             prepared,
+            kernels: *kernels,
         })
     }
 
@@ -118,6 +120,7 @@ impl FusedLayer {
             output: &self.output,
             output_norm: &self.output_norm,
             prepared: self.prepared.as_ref(),
+            kernels: &self.kernels,
         }
     }
 }

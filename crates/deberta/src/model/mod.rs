@@ -10,7 +10,6 @@ pub mod encoder;
 mod fused;
 pub mod input;
 pub mod layer;
-mod linear_format;
 
 pub use crate::relative_position;
 
@@ -22,10 +21,10 @@ use crate::params::Param;
 use crate::plan::ExecutionPlan;
 use crate::weights::Weights;
 use crate::Result;
+pub use deberta_kernels::LinearFormat;
 use embeddings::DebertaV2Embeddings;
 use encoder::{DebertaV2Encoder, EncoderInput};
 pub use input::ModelInput;
-pub use linear_format::LinearFormat;
 
 /// Which optional outputs a forward pass returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

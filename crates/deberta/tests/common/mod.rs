@@ -95,11 +95,19 @@ pub fn golden_model_case(name: &str) {
 /// Runs one `fixtures/models` case on `path` and compares every output tensor with
 /// transformers'.
 pub fn golden_model_case_on(name: &str, path: PathChoice) {
+    golden_model_case_with(name, on_path(path))
+}
+
+/// Runs one `fixtures/models` case loaded with `options` and compares every output tensor with
+/// transformers'.
+pub fn golden_model_case_with(name: &str, options: LoadOptions) {
     let dir = fixtures_dir().join("models").join(name);
     let device = Device::Cpu;
-    let (model, report) =
-        DebertaV2Model::from_pretrained_with(&dir, &device, on_path(path)).unwrap();
-    assert_eq!(model.plan().path_name(), path_name(path), "{name}: path");
+    let (model, report) = DebertaV2Model::from_pretrained_with(&dir, &device, options).unwrap();
+    if options.kernels.path != PathChoice::Auto {
+        let want = path_name(options.kernels.path);
+        assert_eq!(model.plan().path_name(), want, "{name}: path");
+    }
     assert!(
         report.unexpected.is_empty() || name == "format_prefixed",
         "{name}: {:?}",
@@ -140,9 +148,9 @@ pub fn golden_model_case_on(name: &str, path: PathChoice) {
     println!("{name}: worst max |diff| over all tensors = {worst:.3e}");
 }
 
-/// Runs every case `fixtures/models/manifest.json` lists on `path` (for the tests that repeat
-/// them all under another setting).
-pub fn every_golden_model_case(path: PathChoice) {
+/// Runs every case `fixtures/models/manifest.json` lists loaded with `options` (for the tests
+/// that repeat them all under another setting).
+pub fn every_golden_model_case(options: LoadOptions) {
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures_dir().join("models/manifest.json")).unwrap(),
     )
@@ -150,6 +158,6 @@ pub fn every_golden_model_case(path: PathChoice) {
     let cases = manifest["cases"].as_array().unwrap();
     assert!(cases.len() >= 24);
     for case in cases {
-        golden_model_case_on(case["name"].as_str().unwrap(), path);
+        golden_model_case_with(case["name"].as_str().unwrap(), options);
     }
 }

@@ -14,11 +14,13 @@
 
 use rayon::prelude::*;
 
-use super::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
-use super::bf16::to_bf16;
-use super::rows::Epilogue;
-use super::{check_epilogue, check_io, check_weight, for_each_tile, Avx512, SharedMut};
-use crate::Result;
+use crate::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
+use crate::bf16::to_bf16;
+use crate::rows::Epilogue;
+use crate::{
+    check_epilogue, check_io, check_weight, for_each_tile, simd_fn, CpuFeatures, Error, KernelPlan,
+    Result, SharedMut,
+};
 
 /// Tiles of rows per parallel task (96 rows: 576 KiB of bf16 inputs at `in_dim` 3072).
 const CHUNK_TILES: usize = 8;
@@ -32,45 +34,6 @@ const ROUND_ROWS_PER_TASK: usize = 16;
 pub enum Kind {
     F32,
     Bf16,
-}
-
-/// Whether the `kind` linear layers use this path: where the CPU has the instructions, unless
-/// `DEBERTA_CPU_AVX512=0`; and on the portable kernels with `DEBERTA_CPU_AVX512=portable`.
-pub fn chosen(kind: Kind) -> bool {
-    match super::avx512_switch() {
-        Avx512::Off => false,
-        Avx512::Portable => true,
-        Avx512::Auto => available(kind),
-    }
-}
-
-/// The kernel [`Avx512Linear::new`] picks for `kind`, for reports.
-pub fn kernel(kind: Kind) -> &'static str {
-    match (kind, hardware(kind)) {
-        (Kind::F32, true) => "avx512f packed f32",
-        (Kind::F32, false) => "portable f32 (avx512 layout)",
-        (Kind::Bf16, true) => "avx512-bf16 vdpbf16ps",
-        (Kind::Bf16, false) => "portable bf16 (pairs)",
-    }
-}
-
-/// Whether this CPU runs the `kind` kernel.
-fn available(kind: Kind) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && (kind == Kind::F32 || std::arch::is_x86_feature_detected!("avx512bf16"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = kind;
-        false
-    }
-}
-
-/// Whether [`Avx512Linear::new`] packs for the instructions (else for the portable twins).
-fn hardware(kind: Kind) -> bool {
-    available(kind) && super::avx512_switch() != Avx512::Portable
 }
 
 /// An `nn.Linear` weight `[out, in]` packed for the AVX-512 tiles.
@@ -87,14 +50,28 @@ pub struct Avx512Linear {
 }
 
 impl Avx512Linear {
-    /// Packs `w [out_dim, in_dim]` (row-major) as `kind`, for the instructions where the CPU
-    /// has them and `DEBERTA_CPU_AVX512` is not `portable`, else for their portable twins.
-    pub fn new(w: &[f32], out_dim: usize, in_dim: usize, kind: Kind) -> Result<Self> {
-        Self::build(w, (out_dim, in_dim), kind, hardware(kind))
+    /// Packs `w [out_dim, in_dim]` (row-major) as `kind`, for the instructions where the
+    /// plan runs them, else for their portable twins.
+    pub fn new(
+        plan: &KernelPlan,
+        w: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        kind: Kind,
+    ) -> Result<Self> {
+        Self::build(w, (out_dim, in_dim), kind, plan.avx512_hardware(kind))
     }
 
+    /// Packs for the instructions (`hw`; an error where this CPU lacks them) or for their
+    /// portable twins.
     fn build(w: &[f32], (out_dim, in_dim): (usize, usize), kind: Kind, hw: bool) -> Result<Self> {
         check_weight(kind.what(), w, out_dim, in_dim)?;
+        if hw && !kind.runs_here() {
+            return Err(Error::Unsupported {
+                kernel: kind.what(),
+                needs: kind.needs(),
+            });
+        }
         let group_size = match kind {
             Kind::F32 => 1,
             Kind::Bf16 => 2,
@@ -182,25 +159,58 @@ impl Avx512Linear {
         Ok(())
     }
 
+    /// One tile on the instructions or their portable twins.
+    ///
     /// # Safety
     /// As for [`avx512::f32_tile`] / [`avx512::bf16_tile`] (their CPU features only when
     /// `self.hardware`).
     unsafe fn tile(&self, tile: &Tile, acc: &mut [[f32; PANEL]; TILE_ROWS]) {
         #[cfg(target_arch = "x86_64")]
         if self.hardware {
-            return match self.kind {
-                Kind::F32 => avx512::f32_tile(tile, acc),
-                Kind::Bf16 => avx512::bf16_tile(tile, acc),
+            // SAFETY: `hardware` was checked against the CPU when the weights were packed;
+            // the rest is the caller's contract.
+            return unsafe {
+                match self.kind {
+                    Kind::F32 => avx512::f32_tile(tile, acc),
+                    Kind::Bf16 => avx512::bf16_tile(tile, acc),
+                }
             };
         }
-        match self.kind {
-            Kind::F32 => avx512::f32_tile_portable(tile, acc),
-            Kind::Bf16 => avx512::bf16_tile_portable(tile, acc),
+        // SAFETY: the caller's contract (the twins need no CPU feature).
+        unsafe {
+            match self.kind {
+                Kind::F32 => avx512::f32_tile_portable(tile, acc),
+                Kind::Bf16 => avx512::bf16_tile_portable(tile, acc),
+            }
         }
     }
 }
 
 impl Kind {
+    /// The kernel's name for reports, on the instructions (`hardware`) or their twins.
+    pub fn kernel_name(self, hardware: bool) -> &'static str {
+        match (self, hardware) {
+            (Kind::F32, true) => "avx512f packed f32",
+            (Kind::F32, false) => "portable f32 (avx512 layout)",
+            (Kind::Bf16, true) => "avx512-bf16 vdpbf16ps",
+            (Kind::Bf16, false) => "portable bf16 (pairs)",
+        }
+    }
+
+    /// Whether this CPU runs the `kind` kernel's instructions.
+    fn runs_here(self) -> bool {
+        let cpu = CpuFeatures::detect();
+        cpu.avx512f && (self == Kind::F32 || cpu.avx512bf16)
+    }
+
+    /// The CPU features the instructions need.
+    fn needs(self) -> &'static str {
+        match self {
+            Kind::F32 => "AVX512F",
+            Kind::Bf16 => "AVX512F and AVX512-BF16",
+        }
+    }
+
     fn what(self) -> &'static str {
         match self {
             Kind::F32 => "avx512 f32 linear",
@@ -235,7 +245,7 @@ fn round_pairs(x: &[f32], in_dim: usize, pairs: usize, buf: &mut Vec<u32>) {
         .for_each(|(dst, src)| round_pair_rows(dst, src, in_dim, pairs));
 }
 
-super::simd_fn! {
+simd_fn! {
 /// Rows of `in_dim` values into rows of `pairs` bf16 pairs.
 fn round_pair_rows(dst: &mut [u32], src: &[f32], in_dim: usize, pairs: usize) {
     for (d, s) in dst.chunks_exact_mut(pairs).zip(src.chunks_exact(in_dim)) {
@@ -249,9 +259,9 @@ fn round_pair_rows(dst: &mut [u32], src: &[f32], in_dim: usize, pairs: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::bf16::round;
-    use crate::cpu::pseudo_random;
-    use crate::Activation;
+    use crate::bf16::round;
+    use crate::rows::Act;
+    use crate::test_util::pseudo_random;
 
     /// `x · wᵀ` in f64, with `x` and `w` rounded to bf16 for [`Kind::Bf16`].
     fn reference(x: &[f32], w: &[f32], in_dim: usize, kind: Kind) -> Vec<f64> {
@@ -286,7 +296,7 @@ mod tests {
                 let bias = pseudo_random(out_dim, 9);
                 let gelu = Epilogue::BiasAct {
                     bias: &bias,
-                    act: Activation::Gelu,
+                    act: Act::GeluErf,
                 };
                 let want = reference(&x, &w, in_dim, kind);
                 let portable = Avx512Linear::build(&w, (out_dim, in_dim), kind, false).unwrap();
@@ -310,7 +320,7 @@ mod tests {
                 }
                 assert_eq!(fused, got);
 
-                if available(kind) {
+                if kind.runs_here() {
                     let fast = Avx512Linear::build(&w, (out_dim, in_dim), kind, true).unwrap();
                     let mut kernel = vec![f32::NAN; rows * out_dim];
                     fast.forward(&x, &mut kernel, Some(&gelu), &mut pairs)
@@ -348,7 +358,7 @@ mod tests {
                 .is_err());
             let short_bias = Epilogue::BiasAct {
                 bias: &[0.0; 2],
-                act: Activation::Relu,
+                act: Act::Relu,
             };
             assert!(q
                 .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias), &mut pairs)

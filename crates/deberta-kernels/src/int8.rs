@@ -17,15 +17,18 @@
 //! One weight layout: panels of 32 output columns; within a panel, for each group of 4 inputs,
 //! 32 groups of 4 i8 (`k` ascending from the low byte); inputs as u8, 4 per 32-bit broadcast.
 //! Three kernels read it ([`Kernel`]), and all three compute the same exact sums, so the same
-//! outputs bit for bit: AVX512-VNNI `vpdpbusd` ([`super::avx512::int8_tile`]), AVX2
-//! `vpmaddubsw` ([`avx2::tile`]) and plain Rust ([`super::avx512::int8_tile_portable`]).
+//! outputs bit for bit: AVX512-VNNI `vpdpbusd` ([`crate::avx512::int8_tile`]), AVX2
+//! `vpmaddubsw` (`avx2::tile`) and plain Rust ([`crate::avx512::int8_tile_portable`]); the
+//! plan picks one ([`KernelPlan::int8_kernel`]).
 
 use rayon::prelude::*;
 
-use super::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
-use super::rows::Epilogue;
-use super::{check_epilogue, check_io, check_weight, for_each_tile, simd_fn, Avx512, SharedMut};
-use crate::{Error, Result};
+use crate::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
+use crate::rows::Epilogue;
+use crate::{
+    check_epilogue, check_io, check_weight, for_each_tile, simd_fn, CpuFeatures, Error, KernelPlan,
+    Result, SharedMut,
+};
 
 /// 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at `in_dim` 3072, in L2).
 const CHUNK_TILES: usize = 8;
@@ -66,17 +69,6 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// `vpdpbusd` where the CPU has AVX512-VNNI, else `vpmaddubsw` where it has AVX2, else
-    /// plain Rust. `DEBERTA_CPU_AVX512=0` rules out VNNI; `=portable` chooses plain Rust.
-    pub fn for_this_cpu() -> Self {
-        match super::avx512_switch() {
-            Avx512::Portable => Kernel::Portable,
-            Avx512::Auto if vnni_available() => Kernel::Vnni,
-            _ if avx2_available() => Kernel::Avx2,
-            _ => Kernel::Portable,
-        }
-    }
-
     /// The kernel's name, for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -86,44 +78,30 @@ impl Kernel {
         }
     }
 
-    fn runs_here(self) -> bool {
+    /// Whether this CPU has the kernel's instructions.
+    pub fn runs_here(self) -> bool {
+        let cpu = CpuFeatures::detect();
         match self {
-            Kernel::Vnni => vnni_available(),
-            Kernel::Avx2 => avx2_available(),
+            Kernel::Vnni => cpu.avx512f && cpu.avx512vnni,
+            Kernel::Avx2 => cpu.avx2,
             Kernel::Portable => true,
+        }
+    }
+
+    /// The CPU features the kernel needs.
+    fn needs(self) -> &'static str {
+        match self {
+            Kernel::Vnni => "AVX512F and AVX512-VNNI",
+            Kernel::Avx2 => "AVX2",
+            Kernel::Portable => "nothing",
         }
     }
 }
 
-/// Whether [`avx2::tile`] can run here.
-fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether [`avx512::int8_tile`] can run here.
-fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 impl QuantLinear {
-    /// Quantises `w [out_dim, in_dim]` (row-major) for this CPU's kernel.
-    pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
-        Self::with_kernel(w, out_dim, in_dim, Kernel::for_this_cpu())
+    /// Quantises `w [out_dim, in_dim]` (row-major) for the plan's kernel.
+    pub fn new(plan: &KernelPlan, w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
+        Self::with_kernel(w, out_dim, in_dim, plan.int8_kernel())
     }
 
     /// Quantises `w [out_dim, in_dim]` for `kernel` (an error where the CPU lacks its
@@ -131,15 +109,18 @@ impl QuantLinear {
     pub fn with_kernel(w: &[f32], out_dim: usize, in_dim: usize, kernel: Kernel) -> Result<Self> {
         check_weight("int8", w, out_dim, in_dim)?;
         if in_dim > MAX_IN_DIM {
-            return Err(Error::Input(format!(
-                "int8: an input width of {in_dim} could overflow the i32 sums (at most {MAX_IN_DIM})"
-            )));
+            return Err(Error::shape(
+                "int8",
+                format!(
+                    "an input width of {in_dim} could overflow the i32 sums (at most {MAX_IN_DIM})"
+                ),
+            ));
         }
         if !kernel.runs_here() {
-            return Err(Error::Input(format!(
-                "int8: this CPU lacks the instructions of the {} kernel",
-                kernel.name()
-            )));
+            return Err(Error::Unsupported {
+                kernel: kernel.name(),
+                needs: kernel.needs(),
+            });
         }
         let padded = out_dim.div_ceil(PANEL) * PANEL;
         let mut scales = vec![1f32; padded];
@@ -303,14 +284,18 @@ fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
 /// As for [`avx512::int8_tile`] (its CPU features only for [`Kernel::Vnni`], AVX2 for
 /// [`Kernel::Avx2`]).
 unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
+    // SAFETY: the caller's contract, with the CPU features of the kernel it names.
     #[cfg(target_arch = "x86_64")]
-    match kernel {
-        Kernel::Vnni => return avx512::int8_tile(tile, acc),
-        Kernel::Avx2 => return avx2::tile(tile, acc),
-        Kernel::Portable => {}
+    unsafe {
+        match kernel {
+            Kernel::Vnni => return avx512::int8_tile(tile, acc),
+            Kernel::Avx2 => return avx2::tile(tile, acc),
+            Kernel::Portable => {}
+        }
     }
     let _ = kernel;
-    avx512::int8_tile_portable(tile, acc);
+    // SAFETY: the caller's contract (the portable kernel needs no CPU feature).
+    unsafe { avx512::int8_tile_portable(tile, acc) };
 }
 
 /// Where one tile's sums go: `rows.len()` rows x `cols` columns at `out` (row stride `ldc`),
@@ -343,7 +328,8 @@ impl TileOut<'_> {
             // Wrapping, as the kernels' sums: the true value fits i32 ([`MAX_IN_DIM`]).
             *v = a.wrapping_sub(zero.wrapping_mul(sum)) as f32 * scale * col_scale;
         }
-        let seg = std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols);
+        // SAFETY: row r's `cols` values are valid and the caller's alone (contract).
+        let seg = unsafe { std::slice::from_raw_parts_mut(self.out.add(r * self.ldc), self.cols) };
         seg.copy_from_slice(&vals[..self.cols]);
         if let Some(epilogue) = self.epilogue {
             epilogue.apply(seg, self.col0);
@@ -359,7 +345,8 @@ simd_fn! {
 /// As for [`TileOut::store_row`], for each of the target's rows.
 unsafe fn store_tile(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
     for (r, acc_row) in acc.iter().enumerate().take(target.rows.len()) {
-        target.store_row(r, acc_row);
+        // SAFETY: r < rows.len(); the caller's contract for each row.
+        unsafe { target.store_row(r, acc_row) };
     }
 }
 }
@@ -454,21 +441,25 @@ mod avx2 {
     /// AVX2; as for [`super::avx512::int8_tile`].
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile(t: &Tile, out: &mut [[i32; PANEL]; TILE_ROWS]) {
-        let mut r0 = 0;
-        while r0 < t.rows.min(TILE_ROWS) {
-            let rows = (t.rows - r0).min(ROWS);
-            let row = |i: usize| t.a.add((r0 + i.min(rows - 1)) * t.lda);
-            let acc = if t.groups == 0 {
-                [[_mm256_setzero_si256(); 4]; ROWS]
-            } else {
-                micro_kernel([row(0), row(1), row(2)], t.b, t.groups)
-            };
-            for (i, acc_row) in acc.iter().enumerate().take(rows) {
-                for (h, v) in acc_row.iter().enumerate() {
-                    _mm256_storeu_si256(out[r0 + i].as_mut_ptr().add(8 * h).cast(), *v);
+        // SAFETY: the CPU has AVX2 (contract); each row pointer is one of the tile's rows of `a`
+        // (`groups` values), `b` holds the panel, and each stored row of `out` holds 32 values.
+        unsafe {
+            let mut r0 = 0;
+            while r0 < t.rows.min(TILE_ROWS) {
+                let rows = (t.rows - r0).min(ROWS);
+                let row = |i: usize| t.a.add((r0 + i.min(rows - 1)) * t.lda);
+                let acc = if t.groups == 0 {
+                    [[_mm256_setzero_si256(); 4]; ROWS]
+                } else {
+                    micro_kernel([row(0), row(1), row(2)], t.b, t.groups)
+                };
+                for (i, acc_row) in acc.iter().enumerate().take(rows) {
+                    for (h, v) in acc_row.iter().enumerate() {
+                        _mm256_storeu_si256(out[r0 + i].as_mut_ptr().add(8 * h).cast(), *v);
+                    }
                 }
+                r0 += ROWS;
             }
-            r0 += ROWS;
         }
     }
 
@@ -488,82 +479,86 @@ mod avx2 {
         b: *const u32,
         groups: usize,
     ) -> [[__m256i; 4]; ROWS] {
-        let z = _mm256_setzero_si256();
-        let ones = _mm256_set1_epi16(1);
-        let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
-        let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
-        let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
-        std::arch::asm!(
-            "2:",
-            "vpbroadcastd ymm15, dword ptr [{a0} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm0, ymm0, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm1, ymm1, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm2, ymm2, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm3, ymm3, ymm14",
-            "vpbroadcastd ymm15, dword ptr [{a1} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm4, ymm4, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm5, ymm5, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm6, ymm6, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm7, ymm7, ymm14",
-            "vpbroadcastd ymm15, dword ptr [{a2} + {off}]",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm8, ymm8, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm9, ymm9, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm10, ymm10, ymm14",
-            "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
-            "vpmaddwd ymm14, ymm14, ymm13",
-            "vpaddd ymm11, ymm11, ymm14",
-            "add {off}, 4",
-            "add {b}, 128",
-            "dec {n}",
-            "jnz 2b",
-            a0 = in(reg) a[0],
-            a1 = in(reg) a[1],
-            a2 = in(reg) a[2],
-            off = inout(reg) 0usize => _,
-            b = inout(reg) b => _,
-            n = inout(reg) groups => _,
-            in("ymm13") ones,
-            inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02, inout("ymm3") c03,
-            inout("ymm4") c10, inout("ymm5") c11, inout("ymm6") c12, inout("ymm7") c13,
-            inout("ymm8") c20, inout("ymm9") c21, inout("ymm10") c22, inout("ymm11") c23,
-            out("ymm14") _, out("ymm15") _,
-            options(nostack, readonly),
-        );
-        [
-            [c00, c01, c02, c03],
-            [c10, c11, c12, c13],
-            [c20, c21, c22, c23],
-        ]
+        // SAFETY: the CPU has AVX2 (contract); the loop reads `groups` values of each row and
+        // `32 * groups` of `b` (groups >= 1), touches only the named registers and no stack.
+        unsafe {
+            let z = _mm256_setzero_si256();
+            let ones = _mm256_set1_epi16(1);
+            let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
+            let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
+            let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
+            std::arch::asm!(
+                "2:",
+                "vpbroadcastd ymm15, dword ptr [{a0} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm0, ymm0, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm1, ymm1, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm2, ymm2, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm3, ymm3, ymm14",
+                "vpbroadcastd ymm15, dword ptr [{a1} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm4, ymm4, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm5, ymm5, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm6, ymm6, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm7, ymm7, ymm14",
+                "vpbroadcastd ymm15, dword ptr [{a2} + {off}]",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b}]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm8, ymm8, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 32]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm9, ymm9, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 64]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm10, ymm10, ymm14",
+                "vpmaddubsw ymm14, ymm15, ymmword ptr [{b} + 96]",
+                "vpmaddwd ymm14, ymm14, ymm13",
+                "vpaddd ymm11, ymm11, ymm14",
+                "add {off}, 4",
+                "add {b}, 128",
+                "dec {n}",
+                "jnz 2b",
+                a0 = in(reg) a[0],
+                a1 = in(reg) a[1],
+                a2 = in(reg) a[2],
+                off = inout(reg) 0usize => _,
+                b = inout(reg) b => _,
+                n = inout(reg) groups => _,
+                in("ymm13") ones,
+                inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02, inout("ymm3") c03,
+                inout("ymm4") c10, inout("ymm5") c11, inout("ymm6") c12, inout("ymm7") c13,
+                inout("ymm8") c20, inout("ymm9") c21, inout("ymm10") c22, inout("ymm11") c23,
+                out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+            [
+                [c00, c01, c02, c03],
+                [c10, c11, c12, c13],
+                [c20, c21, c22, c23],
+            ]
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::pseudo_random;
-    use crate::Activation;
+    use crate::rows::Act;
+    use crate::test_util::pseudo_random;
 
     /// The kernels this CPU runs.
     fn kernels_here() -> Vec<Kernel> {
@@ -589,7 +584,7 @@ mod tests {
         for &(rows, in_dim, out_dim) in &[(13usize, 37usize, 21usize), (100, 64, 48), (1, 5, 3)] {
             let x = pseudo_random(rows * in_dim, 1);
             let w = pseudo_random(out_dim * in_dim, 2);
-            let q = QuantLinear::new(&w, out_dim, in_dim).unwrap();
+            let q = QuantLinear::new(&KernelPlan::detect(), &w, out_dim, in_dim).unwrap();
             let mut got = forward(&q, &x, None);
             let mut worst = 0f32;
             for r in 0..rows {
@@ -607,7 +602,7 @@ mod tests {
             let bias = pseudo_random(out_dim, 3);
             let gelu = Epilogue::BiasAct {
                 bias: &bias,
-                act: Activation::Gelu,
+                act: Act::GeluErf,
             };
             let fused = forward(&q, &x, Some(&gelu));
             for row in got.chunks_exact_mut(out_dim) {
@@ -635,7 +630,7 @@ mod tests {
             let bias = pseudo_random(out_dim, 6);
             let gelu = Epilogue::BiasAct {
                 bias: &bias,
-                act: Activation::Gelu,
+                act: Act::GeluErf,
             };
             let portable = QuantLinear::with_kernel(&w, out_dim, in_dim, Kernel::Portable).unwrap();
             for kernel in kernels_here() {
@@ -738,7 +733,7 @@ mod tests {
     fn avx2_kernel_is_exact_up_to_the_pair_bound_and_saturates_past_it() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !avx2_available() {
+            if !Kernel::Avx2.runs_here() {
                 println!("no AVX2 here");
                 return;
             }
@@ -799,20 +794,20 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors() {
-        assert!(QuantLinear::new(&[0.0; 6], 4, 2).is_err());
+        assert!(QuantLinear::new(&KernelPlan::detect(), &[0.0; 6], 4, 2).is_err());
         for kernel in kernels_here() {
             let q = QuantLinear::with_kernel(&[0.0; 6], 3, 2, kernel).unwrap();
             assert!(q.forward(&[0.0; 4], &mut [0.0; 5], None).is_err());
             let short_bias = Epilogue::BiasAct {
                 bias: &[0.0; 2],
-                act: Activation::Relu,
+                act: Act::Relu,
             };
             assert!(q
                 .forward(&[0.0; 4], &mut [0.0; 6], Some(&short_bias))
                 .is_err());
         }
         let wide = MAX_IN_DIM + 1;
-        assert!(QuantLinear::new(&vec![0.0; wide], 1, wide).is_err());
+        assert!(QuantLinear::new(&KernelPlan::detect(), &vec![0.0; wide], 1, wide).is_err());
         for kernel in [Kernel::Avx2, Kernel::Vnni] {
             if !kernel.runs_here() {
                 assert!(QuantLinear::with_kernel(&[0.0; 6], 3, 2, kernel).is_err());

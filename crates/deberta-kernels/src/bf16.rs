@@ -8,7 +8,7 @@
 //! to even, as PyTorch's scalar `round_to_nearest_even`.
 //!
 //! On AVX2 the weights stay bf16 in memory (half the f32 packing) and each panel slice is
-//! widened to f32 in L1 as the GEMM reaches it ([`super::sgemm`]); elsewhere the rounded
+//! widened to f32 in L1 as the GEMM reaches it ([`crate::sgemm`]); elsewhere the rounded
 //! weights are kept as f32 for the `gemm` crate. Inputs are rounded into a buffer the layer
 //! loop owns ([`round_rows`]), so nothing outlives a forward pass.
 
@@ -52,7 +52,7 @@ pub fn round_rows<'a>(x: &[f32], width: usize, buf: &'a mut Vec<f32>) -> &'a [f3
     buf
 }
 
-super::simd_fn! {
+crate::simd_fn! {
 /// `dst[i] = round(src[i])`.
 fn round_into(dst: &mut [f32], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn rounded_copy_matches_the_scalar_rounding() {
-        let x = crate::cpu::pseudo_random(37 * 5, 9);
+        let x = crate::test_util::pseudo_random(37 * 5, 9);
         let want: Vec<f32> = x.iter().map(|&v| round(v)).collect();
         let mut buf = vec![f32::NAN; 3];
         assert_eq!(round_rows(&x, 5, &mut buf), &want[..]);

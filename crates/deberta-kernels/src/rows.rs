@@ -1,11 +1,32 @@
-//! Row kernels of the fast path: vectorisable `exp`, `erf`, activations, softmax and
-//! LayerNorm. All are `#[inline(always)]` so that the [`super::simd_fn`] functions
-//! that call them compile them for AVX2.
+//! Row kernels: vectorisable `exp`, `erf`, activations, softmax and LayerNorm, and the
+//! multi-threaded passes built on them (a linear layer's [`Epilogue`] as a pass of its own,
+//! bias + residual + LayerNorm). The row kernels are `#[inline(always)]` so that the
+//! `simd_fn!` functions that call them compile them for AVX2.
 //!
 //! `exp` and `erf` are polynomial approximations (`exp` relative error below 5e-7, `erf` absolute
 //! error below 1e-6), well inside the 1e-4 parity budget and what the golden tests measure.
 
-use crate::activation::Activation;
+use rayon::prelude::*;
+
+use crate::{simd_fn, Error, Result};
+
+/// Rows per parallel task in the row passes.
+const ROWS_PER_TASK: usize = 16;
+
+/// The activations the row kernels compute (each stands for the transformers activations with
+/// its formula; the caller maps the others to [`Act::Identity`] and applies them itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Exact GELU, `x Φ(x)` through `erf` (transformers' `gelu`, `gelu_python`).
+    GeluErf,
+    /// GELU's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_python_tanh`,
+    /// `gelu_fast`, `gelu_accurate`).
+    GeluTanh,
+    /// `max(x, 0)`.
+    Relu,
+    /// No activation.
+    Identity,
+}
 
 /// Cephes-style `exp` for f32: exact to about 1 ulp on [-87, 88]; 0 below, clamped above.
 #[inline(always)]
@@ -53,49 +74,29 @@ pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// Activations the fast path computes itself; the rest go through candle.
-pub fn native(act: Activation) -> bool {
-    matches!(
-        act,
-        Activation::Gelu
-            | Activation::GeluPython
-            | Activation::GeluNew
-            | Activation::GeluPytorchTanh
-            | Activation::GeluPythonTanh
-            | Activation::GeluFast
-            | Activation::GeluAccurate
-            | Activation::Relu
-            | Activation::Linear
-    )
-}
-
-/// `row[i] = act(row[i] + bias[i])` for the [`native`] activations (others: bias only).
+/// `row[i] = act(row[i] + bias[i])`.
 #[inline(always)]
-pub fn bias_activation(row: &mut [f32], bias: &[f32], act: Activation) {
+pub fn bias_activation(row: &mut [f32], bias: &[f32], act: Act) {
     match act {
-        Activation::Gelu | Activation::GeluPython => {
+        Act::GeluErf => {
             for (v, b) in row.iter_mut().zip(bias) {
                 let x = *v + b;
                 *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
             }
         }
-        Activation::GeluNew
-        | Activation::GeluPytorchTanh
-        | Activation::GeluPythonTanh
-        | Activation::GeluFast
-        | Activation::GeluAccurate => {
+        Act::GeluTanh => {
             const C: f32 = 0.797_884_6; // sqrt(2 / pi)
             for (v, b) in row.iter_mut().zip(bias) {
                 let x = *v + b;
                 *v = 0.5 * x * (1.0 + tanh(C * (x + 0.044_715 * x * x * x)));
             }
         }
-        Activation::Relu => {
+        Act::Relu => {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v = (*v + b).max(0.0);
             }
         }
-        _ => {
+        Act::Identity => {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v += b;
             }
@@ -107,8 +108,8 @@ pub fn bias_activation(row: &mut [f32], bias: &[f32], act: Activation) {
 /// or a factor on some columns. The packed GEMM applies it to each tile as the tile's last
 /// `k` block is stored (while the tile is in L1); other GEMMs apply it as a pass of its own.
 pub enum Epilogue<'a> {
-    /// `act(v + bias[c])`, for a [`native`] activation.
-    BiasAct { bias: &'a [f32], act: Activation },
+    /// `act(v + bias[c])`.
+    BiasAct { bias: &'a [f32], act: Act },
     /// `v + bias[c]`, then `× factor` in the columns `scaled` (Q/K/V: K divided by the
     /// attention scale).
     BiasScale {
@@ -126,11 +127,11 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Whether it fits an output of `width` columns with an activation this module computes.
+    /// Whether it fits an output of `width` columns.
     pub fn fits(&self, width: usize) -> bool {
         width == self.width()
             && match self {
-                Self::BiasAct { act, .. } => native(*act),
+                Self::BiasAct { .. } => true,
                 Self::BiasScale { scaled, .. } => scaled.start <= scaled.end && scaled.end <= width,
             }
     }
@@ -146,7 +147,7 @@ impl Epilogue<'_> {
                 scaled,
                 factor,
             } => {
-                bias_activation(seg, &bias[cols.clone()], Activation::Linear);
+                bias_activation(seg, &bias[cols.clone()], Act::Identity);
                 let start = scaled.start.clamp(cols.start, cols.end) - col0;
                 let end = scaled.end.clamp(cols.start, cols.end) - col0;
                 for v in &mut seg[start..end] {
@@ -221,6 +222,84 @@ pub fn softmax(row: &mut [f32]) {
     for v in row.iter_mut() {
         *v *= inv;
     }
+}
+
+/// Applies `epilogue` to every row of `out` (rows of the epilogue's width), as a
+/// multi-threaded pass: for the GEMMs that do not apply it tile by tile.
+pub fn epilogue_pass(out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
+    let width = epilogue.width();
+    if !epilogue.fits(width) || width == 0 || !out.len().is_multiple_of(width) {
+        return Err(Error::shape(
+            "epilogue pass",
+            format!(
+                "a bias of {width} values does not fit an output of {} values",
+                out.len()
+            ),
+        ));
+    }
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .for_each(|block| epilogue_rows(block, epilogue));
+    Ok(())
+}
+
+/// The parameters of a LayerNorm: `gamma` (weight), `beta` (bias), `eps`.
+#[derive(Clone, Copy, Debug)]
+pub struct Norm<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub eps: f32,
+}
+
+/// `rows = LayerNorm(rows + bias + residual)`, row by row, as a multi-threaded pass (rows of
+/// `norm.gamma.len()` values).
+pub fn add_norm(rows: &mut [f32], bias: &[f32], residual: &[f32], norm: Norm) -> Result<()> {
+    let width = norm.gamma.len();
+    if width == 0
+        || bias.len() != width
+        || norm.beta.len() != width
+        || residual.len() != rows.len()
+        || !rows.len().is_multiple_of(width)
+    {
+        return Err(Error::shape(
+            "add + LayerNorm pass",
+            format!(
+                "rows of {} values, residual of {}, bias {}, weight {}, bias {} do not agree",
+                rows.len(),
+                residual.len(),
+                bias.len(),
+                width,
+                norm.beta.len()
+            ),
+        ));
+    }
+    rows.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(residual.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(block, res)| add_norm_rows(block, res, bias, norm.gamma, norm.beta, norm.eps));
+    Ok(())
+}
+
+simd_fn! {
+fn epilogue_rows(block: &mut [f32], epilogue: &Epilogue) {
+    for row in block.chunks_exact_mut(epilogue.width()) {
+        epilogue.apply(row, 0);
+    }
+}
+}
+
+simd_fn! {
+fn add_norm_rows(
+    block: &mut [f32],
+    residual: &[f32],
+    bias: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    let width = gamma.len();
+    for (row, r) in block.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
+        add_layer_norm(row, bias, r, gamma, beta, eps);
+    }
+}
 }
 
 #[cfg(test)]

@@ -20,10 +20,11 @@
 
 use rayon::prelude::*;
 
-use super::bf16;
-use super::rows::Epilogue;
-use super::{check_epilogue, check_io, check_weight, MatRef, SharedMut};
-use crate::{Error, Result};
+use crate::bf16;
+use crate::rows::Epilogue;
+use crate::{
+    check_epilogue, check_io, check_weight, CpuFeatures, Error, MatRef, Result, SharedMut,
+};
 
 /// 8-lane vectors per panel row.
 const VECS: usize = 3;
@@ -38,25 +39,16 @@ const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 /// Panels per task.
 const CHUNK_PANELS: usize = 4;
 
-/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512. On
-/// AVX-512 CPUs 512-bit kernels have twice this kernel's peak: the linear layers run on
-/// [`super::avx512`]'s, the attention products on the `gemm` crate's (its `x86-v4` feature,
-/// chosen at run time).
+/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512
+/// ([`CpuFeatures::packed_avx2`]). On AVX-512 CPUs 512-bit kernels have twice this kernel's
+/// peak: the linear layers run on [`crate::avx512`]'s, the attention products on the `gemm`
+/// crate's (its `x86-v4` feature, chosen at run time).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && !std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    CpuFeatures::detect().packed_avx2()
 }
 
 /// An `nn.Linear` weight `[out, in]` packed into 24-column panels, as f32 or as bf16
-/// ([`super::bf16`]).
+/// ([`crate::bf16`]).
 pub struct PackedLinear {
     in_dim: usize,
     out_dim: usize,
@@ -113,9 +105,10 @@ impl PackedLinear {
         };
         let rows = check_io(what, x, out, self.in_dim, self.out_dim)?;
         if !available() {
-            return Err(Error::Input(format!(
-                "{what}: this CPU has no kernel for it (needs AVX2/FMA, no AVX-512)"
-            )));
+            return Err(Error::Unsupported {
+                kernel: what,
+                needs: "AVX2 and FMA, without AVX-512",
+            });
         }
         check_epilogue(what, epilogue, self.out_dim)?;
         if rows > 0 {
@@ -227,6 +220,7 @@ struct Rows {
 
 // SAFETY: the tasks only read through it.
 unsafe impl Send for Rows {}
+// SAFETY: as for `Send`: shared only to read.
 unsafe impl Sync for Rows {}
 
 /// Where a block's results go: a `[rows, ldc]` buffer, and what to apply as each tile's
@@ -249,7 +243,7 @@ pub struct PackScratch {
 /// them block by block).
 ///
 /// # Safety
-/// [`available`] holds, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
+/// The CPU has AVX2 and FMA, and every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
 pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) {
     if k == 0 || n == 0 {
         dst.clear();
@@ -262,7 +256,8 @@ pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) 
         rs: rhs.cs,
         cs: rhs.rs,
     };
-    pack_strided(dst, PANEL, n, k, rhs_t);
+    // SAFETY: the caller's contract, transposed: every rhs_t(c, kk), c < n, kk < k, is live.
+    unsafe { pack_strided(dst, PANEL, n, k, rhs_t) };
 }
 
 /// `dst[i, c] = lhs[i, k] · rhs[k, c]` on this thread for `i < m` and the columns `cols` of a
@@ -272,7 +267,7 @@ pub unsafe fn pack_rhs(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) 
 /// copied into `scratch` first.
 ///
 /// # Safety
-/// [`available`] holds; `panels` came from `pack_rhs` with this `k` and `n`; every `lhs`
+/// The CPU has AVX2 and FMA; `panels` came from `pack_rhs` with this `k` and `n`; every `lhs`
 /// element addressed lies in a live allocation, and the `m` rows of `dst` (row stride `dst_rs`)
 /// at those columns are the caller's alone.
 #[allow(clippy::too_many_arguments)]
@@ -299,7 +294,8 @@ pub unsafe fn matmul_packed(
         scratch.lhs.resize(m * k, 0.0);
         for (i, row) in scratch.lhs.chunks_exact_mut(k).enumerate() {
             for (kk, v) in row.iter_mut().enumerate() {
-                *v = lhs.at(i, kk);
+                // SAFETY: i < m, kk < k: an element the contract says is live.
+                *v = unsafe { lhs.at(i, kk) };
             }
         }
         Rows {
@@ -322,22 +318,32 @@ pub unsafe fn matmul_packed(
         ldc: dst_rs,
         epilogue: None,
     };
+    // SAFETY: the CPU has AVX2 and FMA; `lhs` holds the m rows of k values (in place or
+    // copied); `panels` holds whole panels of k (checked above); the m rows of `dst` at the
+    // block's panel columns are the caller's alone, and there is no epilogue.
     #[cfg(target_arch = "x86_64")]
-    avx2::block(panels_ref, lhs, &block, &tile);
+    unsafe {
+        avx2::block(panels_ref, lhs, &block, &tile)
+    };
 }
 
 /// `dst [groups][k][group]` with `dst[g][kk][i] = src(g * group + i, kk)` for the `rows` rows
 /// of `src`, zeros past them.
 ///
 /// # Safety
-/// [`available`] holds, and every `src(r, kk)`, `r < rows`, `kk < k`, is a live element.
+/// The CPU has AVX2 and FMA, and every `src(r, kk)`, `r < rows`, `kk < k`, is a live element.
 unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src: MatRef) {
     for (g, out) in dst.chunks_exact_mut(group * k).enumerate() {
         if src.rs == 1 && (g + 1) * group <= rows {
             // The group's rows are adjacent at each kk: one contiguous copy per kk.
             for (kk, out_k) in out.chunks_exact_mut(group).enumerate() {
-                let from = src.ptr.offset((g * group) as isize + kk as isize * src.cs);
-                out_k.copy_from_slice(std::slice::from_raw_parts(from, group));
+                // SAFETY: rows g*group.. + group <= rows at column kk < k are live elements,
+                // adjacent since the row stride is 1.
+                let src_k = unsafe {
+                    let from = src.ptr.offset((g * group) as isize + kk as isize * src.cs);
+                    std::slice::from_raw_parts(from, group)
+                };
+                out_k.copy_from_slice(src_k);
             }
             continue;
         }
@@ -345,16 +351,25 @@ unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src
         #[cfg(target_arch = "x86_64")]
         if src.cs == 1 {
             while i + 4 <= group && g * group + i + 4 <= rows {
-                let row = |r: usize| src.ptr.offset((g * group + i + r) as isize * src.rs);
+                // SAFETY: rows below `rows` start at live elements (the contract).
+                let row =
+                    |r: usize| unsafe { src.ptr.offset((g * group + i + r) as isize * src.rs) };
                 let starts = [row(0), row(1), row(2), row(3)];
-                avx2::interleave4(starts, k, out.as_mut_ptr().add(i), group);
+                // SAFETY: the CPU has AVX2; the 4 rows (below `rows`) hold k adjacent live
+                // values each (column stride 1); `out` holds k groups of `group` from i.
+                unsafe { avx2::interleave4(starts, k, out.as_mut_ptr().add(i), group) };
                 i += 4;
             }
         }
         for i in i..group {
             let r = g * group + i;
             for kk in 0..k {
-                out[kk * group + i] = if r < rows { src.at(r, kk) } else { 0.0 };
+                // SAFETY: r < rows, kk < k: a live element by the contract.
+                out[kk * group + i] = if r < rows {
+                    unsafe { src.at(r, kk) }
+                } else {
+                    0.0
+                };
             }
         }
     }
@@ -383,52 +398,58 @@ mod avx2 {
     /// `w.cols`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn block(w: Panels, a: Rows, block: &Block, dst: &Tile) {
-        let k = w.k;
-        let mut widened: Option<Box<Widened>> = None;
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = (k - k0).min(BLOCK_K);
-            for panel in block.panels.clone() {
-                let at = (panel * k + k0) * PANEL;
-                let b = match w.data {
-                    PanelData::F32(data) => data.as_ptr().add(at),
-                    PanelData::Bf16(data) => {
-                        let buf = widened
-                            .get_or_insert_with(|| Box::new(Widened([0.0; BLOCK_K * PANEL])));
-                        let slice = &mut buf.0[..kc * PANEL];
-                        for (d, &h) in slice.iter_mut().zip(&data[at..at + kc * PANEL]) {
-                            *d = bf16::widen(h);
+        // SAFETY: the CPU has AVX2 and FMA (contract); the panel slices read lie in `w.data`
+        // (panels of `w.k` x 24 from `block.panels`); every row pointer is one of the block's rows
+        // of `a`, `kc` values from `k0`; each tile's store covers this block's rows x panel
+        // columns of `dst`, which no one else touches, and the epilogue fits `w.cols`.
+        unsafe {
+            let k = w.k;
+            let mut widened: Option<Box<Widened>> = None;
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = (k - k0).min(BLOCK_K);
+                for panel in block.panels.clone() {
+                    let at = (panel * k + k0) * PANEL;
+                    let b = match w.data {
+                        PanelData::F32(data) => data.as_ptr().add(at),
+                        PanelData::Bf16(data) => {
+                            let buf = widened
+                                .get_or_insert_with(|| Box::new(Widened([0.0; BLOCK_K * PANEL])));
+                            let slice = &mut buf.0[..kc * PANEL];
+                            for (d, &h) in slice.iter_mut().zip(&data[at..at + kc * PANEL]) {
+                                *d = bf16::widen(h);
+                            }
+                            slice.as_ptr()
                         }
-                        slice.as_ptr()
-                    }
-                };
-                let next = next_slice(w, block, panel, k0);
-                let tiles = block.rows.len().div_ceil(TILE_ROWS);
-                let mut r = block.rows.start;
-                while r < block.rows.end {
-                    if let Some((start, bytes)) = next {
-                        prefetch_share(start, bytes, (r - block.rows.start) / TILE_ROWS, tiles);
-                    }
-                    let rows = (block.rows.end - r).min(TILE_ROWS);
-                    // A short last tile repeats its last row; only `rows` rows are stored.
-                    let row = |i: usize| a.ptr.add((r + i.min(rows - 1)) * a.lda + k0);
-                    let acc = micro_kernel([row(0), row(1), row(2), row(3)], b, kc);
-                    let store = Store {
-                        out: dst.ptr.get().add(r * dst.ldc + panel * PANEL),
-                        ldc: dst.ldc,
-                        rows,
-                        col0: panel * PANEL,
-                        cols: (w.cols - panel * PANEL).min(PANEL),
-                        add: k0 > 0,
                     };
-                    store.write(&acc);
-                    if let (Some(epilogue), true) = (dst.epilogue, k0 + kc == k) {
-                        store.finish(epilogue);
+                    let next = next_slice(w, block, panel, k0);
+                    let tiles = block.rows.len().div_ceil(TILE_ROWS);
+                    let mut r = block.rows.start;
+                    while r < block.rows.end {
+                        if let Some((start, bytes)) = next {
+                            prefetch_share(start, bytes, (r - block.rows.start) / TILE_ROWS, tiles);
+                        }
+                        let rows = (block.rows.end - r).min(TILE_ROWS);
+                        // A short last tile repeats its last row; only `rows` rows are stored.
+                        let row = |i: usize| a.ptr.add((r + i.min(rows - 1)) * a.lda + k0);
+                        let acc = micro_kernel([row(0), row(1), row(2), row(3)], b, kc);
+                        let store = Store {
+                            out: dst.ptr.get().add(r * dst.ldc + panel * PANEL),
+                            ldc: dst.ldc,
+                            rows,
+                            col0: panel * PANEL,
+                            cols: (w.cols - panel * PANEL).min(PANEL),
+                            add: k0 > 0,
+                        };
+                        store.write(&acc);
+                        if let (Some(epilogue), true) = (dst.epilogue, k0 + kc == k) {
+                            store.finish(epilogue);
+                        }
+                        r += TILE_ROWS;
                     }
-                    r += TILE_ROWS;
                 }
+                k0 += kc;
             }
-            k0 += kc;
         }
     }
 
@@ -482,32 +503,36 @@ mod avx2 {
     /// AVX2; each row holds `k` values and `dst` `(k - 1) * stride + 4`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn interleave4(rows: [*const f32; 4], k: usize, dst: *mut f32, stride: usize) {
-        let mut kk = 0;
-        while kk + 8 <= k {
-            let r: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(kk)));
-            // [r0 r1 r0 r1 | ...] pairs, then [r0 r1 r2 r3] quads: lane 0 holds k, lane 1 k + 4.
-            let lo01 = _mm256_unpacklo_ps(r[0], r[1]);
-            let hi01 = _mm256_unpackhi_ps(r[0], r[1]);
-            let lo23 = _mm256_unpacklo_ps(r[2], r[3]);
-            let hi23 = _mm256_unpackhi_ps(r[2], r[3]);
-            let quads = [
-                _mm256_shuffle_ps::<0x44>(lo01, lo23),
-                _mm256_shuffle_ps::<0xEE>(lo01, lo23),
-                _mm256_shuffle_ps::<0x44>(hi01, hi23),
-                _mm256_shuffle_ps::<0xEE>(hi01, hi23),
-            ];
-            for (j, q) in quads.iter().enumerate() {
-                _mm_storeu_ps(dst.add((kk + j) * stride), _mm256_castps256_ps128(*q));
-                _mm_storeu_ps(
-                    dst.add((kk + 4 + j) * stride),
-                    _mm256_extractf128_ps::<1>(*q),
-                );
+        // SAFETY: the CPU has AVX2 (contract); the loads read `rows[i][kk..kk + 8]` with
+        // kk + 8 <= k, the stores `dst[(kk + j) * stride..+ 4]` within `(k - 1) * stride + 4`.
+        unsafe {
+            let mut kk = 0;
+            while kk + 8 <= k {
+                let r: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(kk)));
+                // [r0 r1 r0 r1 | ...] pairs, then [r0 r1 r2 r3] quads: lane 0 holds k, lane 1 k + 4.
+                let lo01 = _mm256_unpacklo_ps(r[0], r[1]);
+                let hi01 = _mm256_unpackhi_ps(r[0], r[1]);
+                let lo23 = _mm256_unpacklo_ps(r[2], r[3]);
+                let hi23 = _mm256_unpackhi_ps(r[2], r[3]);
+                let quads = [
+                    _mm256_shuffle_ps::<0x44>(lo01, lo23),
+                    _mm256_shuffle_ps::<0xEE>(lo01, lo23),
+                    _mm256_shuffle_ps::<0x44>(hi01, hi23),
+                    _mm256_shuffle_ps::<0xEE>(hi01, hi23),
+                ];
+                for (j, q) in quads.iter().enumerate() {
+                    _mm_storeu_ps(dst.add((kk + j) * stride), _mm256_castps256_ps128(*q));
+                    _mm_storeu_ps(
+                        dst.add((kk + 4 + j) * stride),
+                        _mm256_extractf128_ps::<1>(*q),
+                    );
+                }
+                kk += 8;
             }
-            kk += 8;
-        }
-        for kk in kk..k {
-            for (i, row) in rows.iter().enumerate() {
-                *dst.add(kk * stride + i) = *row.add(kk);
+            for kk in kk..k {
+                for (i, row) in rows.iter().enumerate() {
+                    *dst.add(kk * stride + i) = *row.add(kk);
+                }
             }
         }
     }
@@ -526,54 +551,58 @@ mod avx2 {
         b: *const f32,
         kc: usize,
     ) -> [[__m256; VECS]; TILE_ROWS] {
-        let z = _mm256_setzero_ps();
-        let (mut c00, mut c01, mut c02, mut c10, mut c11, mut c12) = (z, z, z, z, z, z);
-        let (mut c20, mut c21, mut c22, mut c30, mut c31, mut c32) = (z, z, z, z, z, z);
-        std::arch::asm!(
-            "2:",
-            "vmovups ymm12, [{b}]",
-            "vmovups ymm13, [{b} + 32]",
-            "vmovups ymm14, [{b} + 64]",
-            "vbroadcastss ymm15, dword ptr [{a0} + {off}]",
-            "vfmadd231ps ymm0, ymm15, ymm12",
-            "vfmadd231ps ymm1, ymm15, ymm13",
-            "vfmadd231ps ymm2, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a1} + {off}]",
-            "vfmadd231ps ymm3, ymm15, ymm12",
-            "vfmadd231ps ymm4, ymm15, ymm13",
-            "vfmadd231ps ymm5, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a2} + {off}]",
-            "vfmadd231ps ymm6, ymm15, ymm12",
-            "vfmadd231ps ymm7, ymm15, ymm13",
-            "vfmadd231ps ymm8, ymm15, ymm14",
-            "vbroadcastss ymm15, dword ptr [{a3} + {off}]",
-            "vfmadd231ps ymm9, ymm15, ymm12",
-            "vfmadd231ps ymm10, ymm15, ymm13",
-            "vfmadd231ps ymm11, ymm15, ymm14",
-            "add {off}, 4",
-            "add {b}, 96",
-            "dec {k}",
-            "jnz 2b",
-            a0 = in(reg) a[0],
-            a1 = in(reg) a[1],
-            a2 = in(reg) a[2],
-            a3 = in(reg) a[3],
-            off = inout(reg) 0usize => _,
-            b = inout(reg) b => _,
-            k = inout(reg) kc => _,
-            inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02,
-            inout("ymm3") c10, inout("ymm4") c11, inout("ymm5") c12,
-            inout("ymm6") c20, inout("ymm7") c21, inout("ymm8") c22,
-            inout("ymm9") c30, inout("ymm10") c31, inout("ymm11") c32,
-            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-            options(nostack, readonly),
-        );
-        [
-            [c00, c01, c02],
-            [c10, c11, c12],
-            [c20, c21, c22],
-            [c30, c31, c32],
-        ]
+        // SAFETY: the CPU has AVX2 and FMA (contract); the loop reads `kc` values of each row
+        // and `24 * kc` of `b` (kc >= 1), touches only the named registers and no stack.
+        unsafe {
+            let z = _mm256_setzero_ps();
+            let (mut c00, mut c01, mut c02, mut c10, mut c11, mut c12) = (z, z, z, z, z, z);
+            let (mut c20, mut c21, mut c22, mut c30, mut c31, mut c32) = (z, z, z, z, z, z);
+            std::arch::asm!(
+                "2:",
+                "vmovups ymm12, [{b}]",
+                "vmovups ymm13, [{b} + 32]",
+                "vmovups ymm14, [{b} + 64]",
+                "vbroadcastss ymm15, dword ptr [{a0} + {off}]",
+                "vfmadd231ps ymm0, ymm15, ymm12",
+                "vfmadd231ps ymm1, ymm15, ymm13",
+                "vfmadd231ps ymm2, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{a1} + {off}]",
+                "vfmadd231ps ymm3, ymm15, ymm12",
+                "vfmadd231ps ymm4, ymm15, ymm13",
+                "vfmadd231ps ymm5, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{a2} + {off}]",
+                "vfmadd231ps ymm6, ymm15, ymm12",
+                "vfmadd231ps ymm7, ymm15, ymm13",
+                "vfmadd231ps ymm8, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{a3} + {off}]",
+                "vfmadd231ps ymm9, ymm15, ymm12",
+                "vfmadd231ps ymm10, ymm15, ymm13",
+                "vfmadd231ps ymm11, ymm15, ymm14",
+                "add {off}, 4",
+                "add {b}, 96",
+                "dec {k}",
+                "jnz 2b",
+                a0 = in(reg) a[0],
+                a1 = in(reg) a[1],
+                a2 = in(reg) a[2],
+                a3 = in(reg) a[3],
+                off = inout(reg) 0usize => _,
+                b = inout(reg) b => _,
+                k = inout(reg) kc => _,
+                inout("ymm0") c00, inout("ymm1") c01, inout("ymm2") c02,
+                inout("ymm3") c10, inout("ymm4") c11, inout("ymm5") c12,
+                inout("ymm6") c20, inout("ymm7") c21, inout("ymm8") c22,
+                inout("ymm9") c30, inout("ymm10") c31, inout("ymm11") c32,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+            [
+                [c00, c01, c02],
+                [c10, c11, c12],
+                [c20, c21, c22],
+                [c30, c31, c32],
+            ]
+        }
     }
 
     /// Where one tile's results go: `rows x cols` valid values at `out` (row stride `ldc`),
@@ -594,26 +623,30 @@ mod avx2 {
         #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn write(&self, acc: &[[__m256; VECS]; TILE_ROWS]) {
-            for (i, acc_row) in acc.iter().enumerate().take(self.rows) {
-                let out = self.out.add(i * self.ldc);
-                if self.cols == PANEL {
-                    for (h, v) in acc_row.iter().enumerate() {
-                        let o = out.add(8 * h);
-                        let v = if self.add {
-                            _mm256_add_ps(_mm256_loadu_ps(o), *v)
-                        } else {
-                            *v
-                        };
-                        _mm256_storeu_ps(o, v);
-                    }
-                } else {
-                    let mut tmp = [0f32; PANEL];
-                    for (h, v) in acc_row.iter().enumerate() {
-                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * h), *v);
-                    }
-                    for (c, v) in tmp.iter().enumerate().take(self.cols) {
-                        let o = out.add(c);
-                        *o = if self.add { *o + v } else { *v };
+            // SAFETY: the CPU has AVX2 (contract); row i < rows, columns below `cols` (all 24 on
+            // the full-panel path) are valid and this task's.
+            unsafe {
+                for (i, acc_row) in acc.iter().enumerate().take(self.rows) {
+                    let out = self.out.add(i * self.ldc);
+                    if self.cols == PANEL {
+                        for (h, v) in acc_row.iter().enumerate() {
+                            let o = out.add(8 * h);
+                            let v = if self.add {
+                                _mm256_add_ps(_mm256_loadu_ps(o), *v)
+                            } else {
+                                *v
+                            };
+                            _mm256_storeu_ps(o, v);
+                        }
+                    } else {
+                        let mut tmp = [0f32; PANEL];
+                        for (h, v) in acc_row.iter().enumerate() {
+                            _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * h), *v);
+                        }
+                        for (c, v) in tmp.iter().enumerate().take(self.cols) {
+                            let o = out.add(c);
+                            *o = if self.add { *o + v } else { *v };
+                        }
                     }
                 }
             }
@@ -626,9 +659,12 @@ mod avx2 {
         #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn finish(&self, epilogue: &Epilogue) {
-            for i in 0..self.rows {
-                let seg = std::slice::from_raw_parts_mut(self.out.add(i * self.ldc), self.cols);
-                epilogue.apply(seg, self.col0);
+            // SAFETY: row i < rows holds `cols` valid values that are this task's (contract).
+            unsafe {
+                for i in 0..self.rows {
+                    let seg = std::slice::from_raw_parts_mut(self.out.add(i * self.ldc), self.cols);
+                    epilogue.apply(seg, self.col0);
+                }
             }
         }
     }
@@ -637,8 +673,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{max_diff, pseudo_random};
-    use crate::Activation;
+    use crate::rows::Act;
+    use crate::test_util::{max_diff, pseudo_random};
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
         x.chunks_exact(k)
@@ -692,7 +728,7 @@ mod tests {
         let bias = pseudo_random(cols, 13);
         let epilogue = Epilogue::BiasAct {
             bias: &bias,
-            act: Activation::Gelu,
+            act: Act::GeluErf,
         };
         let round = |v: &[f32]| v.iter().map(|&a| bf16::round(a)).collect::<Vec<f32>>();
         let f32_of_rounded = PackedLinear::new(&round(&w), cols, k).unwrap();
@@ -730,7 +766,7 @@ mod tests {
         let epilogues = [
             Epilogue::BiasAct {
                 bias: &bias,
-                act: Activation::Gelu,
+                act: Act::GeluErf,
             },
             Epilogue::BiasScale {
                 bias: &bias,
@@ -827,7 +863,7 @@ mod tests {
         assert!(w.forward(&[0.0; 3], &mut [0.0; 3], None).is_err());
         let short_bias = Epilogue::BiasAct {
             bias: &[0.0; 3],
-            act: Activation::Gelu,
+            act: Act::GeluErf,
         };
         let wide_scale = Epilogue::BiasScale {
             bias: &[0.0; 2],

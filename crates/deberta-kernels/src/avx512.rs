@@ -7,12 +7,13 @@
 //!
 //! A tile is up to [`MAX_ROWS`] input rows against [`COLS`] output columns, each row's sum
 //! held in two 16-lane registers (24 accumulators, 2 weight vectors and 1 broadcast of the 32
-//! zmm registers). The drivers ([`super::bf16_dot`], [`super::int8`]) cut the work into tiles
-//! and store them.
+//! zmm registers). The drivers (the f32 / bf16 linear layers' and the int8 GEMM) cut the work
+//! into tiles and store them.
 //!
-//! This file uses nothing from the crate and only what `core` has (through `std::` paths), so
-//! that `tools/avx512-emu` can compile it into a freestanding binary and check the kernels
-//! against their twins under an emulator, on CPUs without these instructions.
+//! This module uses nothing else from the crate and only what `core` has (it is all the crate
+//! builds without its `std` feature), so that `tools/avx512-emu` can build it into a
+//! freestanding binary and check the kernels against their twins under an emulator, on CPUs
+//! without these instructions.
 
 /// Output columns per tile (two 16-lane vectors).
 pub const COLS: usize = 32;
@@ -77,8 +78,9 @@ pub unsafe fn f32_tile_portable(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
         for (c, o) in out_row.iter_mut().enumerate() {
             let mut acc = 0f32;
             for g in 0..t.groups {
-                let x = f32::from_bits(*t.a.add(r * t.lda + g));
-                acc = fma(acc, x, f32::from_bits(*t.b.add(g * COLS + c)));
+                // SAFETY: row r < rows, group g < groups: inside `a` and `b` by the contract.
+                let (x, w) = unsafe { (*t.a.add(r * t.lda + g), *t.b.add(g * COLS + c)) };
+                acc = fma(acc, f32::from_bits(x), f32::from_bits(w));
             }
             *o = acc;
         }
@@ -119,8 +121,8 @@ pub unsafe fn bf16_tile_portable(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
         for (c, o) in out_row.iter_mut().enumerate() {
             let mut acc = 0f32;
             for g in 0..t.groups {
-                let x = *t.a.add(r * t.lda + g);
-                let w = *t.b.add(g * COLS + c);
+                // SAFETY: row r < rows, group g < groups: inside `a` and `b` by the contract.
+                let (x, w) = unsafe { (*t.a.add(r * t.lda + g), *t.b.add(g * COLS + c)) };
                 acc = bf16_step(acc, bf16_input(x >> 16), bf16_input(w >> 16));
                 acc = bf16_step(acc, bf16_input(x), bf16_input(w));
             }
@@ -139,8 +141,9 @@ pub unsafe fn int8_tile_portable(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
         for (c, o) in out_row.iter_mut().enumerate() {
             let mut acc = 0i32;
             for g in 0..t.groups {
-                let x = (*t.a.add(r * t.lda + g)).to_le_bytes();
-                let w = (*t.b.add(g * COLS + c)).to_le_bytes();
+                // SAFETY: row r < rows, group g < groups: inside `a` and `b` by the contract.
+                let (x, w) = unsafe { (*t.a.add(r * t.lda + g), *t.b.add(g * COLS + c)) };
+                let (x, w) = (x.to_le_bytes(), w.to_le_bytes());
                 for (&xv, &wv) in x.iter().zip(&w) {
                     acc = acc.wrapping_add(i32::from(xv) * i32::from(wv as i8));
                 }
@@ -156,20 +159,24 @@ pub unsafe fn int8_tile_portable(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
 macro_rules! by_rows {
     ($kernel:path, $t:expr, $out:expr) => {{
         use $kernel as kernel;
-        match $t.rows {
-            12 => kernel::<12>($t, $out),
-            11 => kernel::<11>($t, $out),
-            10 => kernel::<10>($t, $out),
-            9 => kernel::<9>($t, $out),
-            8 => kernel::<8>($t, $out),
-            7 => kernel::<7>($t, $out),
-            6 => kernel::<6>($t, $out),
-            5 => kernel::<5>($t, $out),
-            4 => kernel::<4>($t, $out),
-            3 => kernel::<3>($t, $out),
-            2 => kernel::<2>($t, $out),
-            1 => kernel::<2>(&one_row_as_two($t), $out),
-            _ => {}
+        // SAFETY: `kernel::<R>` is called with R = the tile's rows (a one-row tile as two rows
+        // reading the same row), under the caller's contract and target features.
+        unsafe {
+            match $t.rows {
+                12 => kernel::<12>($t, $out),
+                11 => kernel::<11>($t, $out),
+                10 => kernel::<10>($t, $out),
+                9 => kernel::<9>($t, $out),
+                8 => kernel::<8>($t, $out),
+                7 => kernel::<7>($t, $out),
+                6 => kernel::<6>($t, $out),
+                5 => kernel::<5>($t, $out),
+                4 => kernel::<4>($t, $out),
+                3 => kernel::<3>($t, $out),
+                2 => kernel::<2>($t, $out),
+                1 => kernel::<2>(&one_row_as_two($t), $out),
+                _ => {}
+            }
         }
     }};
 }
@@ -221,7 +228,7 @@ fn one_row_as_two(t: &Tile) -> Tile {
 
 #[cfg(target_arch = "x86_64")]
 mod kernels {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
 
     use super::{Tile, COLS, MAX_ROWS};
 
@@ -233,19 +240,24 @@ mod kernels {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn f32<const R: usize>(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for g in 0..t.groups {
-            let w = t.b.add(g * COLS).cast::<f32>();
-            let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(f32::from_bits(*t.a.add(r * t.lda + g)));
-                acc_row[0] = _mm512_fmadd_ps(x, w0, acc_row[0]);
-                acc_row[1] = _mm512_fmadd_ps(x, w1, acc_row[1]);
+        // SAFETY: the CPU has AVX512F (contract); group g < groups of the panel's
+        // `groups * COLS` and of each of the R rows lie inside `b` and `a`; each output row
+        // holds COLS = 32 values.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for g in 0..t.groups {
+                let w = t.b.add(g * COLS).cast::<f32>();
+                let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(f32::from_bits(*t.a.add(r * t.lda + g)));
+                    acc_row[0] = _mm512_fmadd_ps(x, w0, acc_row[0]);
+                    acc_row[1] = _mm512_fmadd_ps(x, w1, acc_row[1]);
+                }
             }
-        }
-        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
-            _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
-            _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+            for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+                _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
+                _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+            }
         }
     }
 
@@ -257,21 +269,26 @@ mod kernels {
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[inline]
     pub unsafe fn bf16<const R: usize>(t: &Tile, out: &mut [[f32; COLS]; MAX_ROWS]) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for g in 0..t.groups {
-            let w = t.b.add(g * COLS);
-            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.cast()));
-            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(16).cast()));
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = *t.a.add(r * t.lda + g) as i32;
-                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
-                acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, w0);
-                acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, w1);
+        // SAFETY: the CPU has AVX512F and AVX512-BF16 (contract); the loads stay inside `a`
+        // and `b` as in `f32`; the transmutes reinterpret 512 bits as 32 bf16 (same size, any
+        // bit pattern valid).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for g in 0..t.groups {
+                let w = t.b.add(g * COLS);
+                let w0: __m512bh = core::mem::transmute(_mm512_loadu_si512(w.cast()));
+                let w1: __m512bh = core::mem::transmute(_mm512_loadu_si512(w.add(16).cast()));
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = *t.a.add(r * t.lda + g) as i32;
+                    let x: __m512bh = core::mem::transmute(_mm512_set1_epi32(x));
+                    acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, w0);
+                    acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, w1);
+                }
             }
-        }
-        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
-            _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
-            _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+            for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+                _mm512_storeu_ps(out_row.as_mut_ptr(), acc_row[0]);
+                _mm512_storeu_ps(out_row.as_mut_ptr().add(16), acc_row[1]);
+            }
         }
     }
 
@@ -283,25 +300,29 @@ mod kernels {
     #[target_feature(enable = "avx512f,avx512vnni")]
     #[inline]
     pub unsafe fn int8<const R: usize>(t: &Tile, out: &mut [[i32; COLS]; MAX_ROWS]) {
-        let mut acc = [[_mm512_setzero_si512(); 2]; R];
-        for g in 0..t.groups {
-            let w = t.b.add(g * COLS);
-            let w0 = _mm512_loadu_si512(w.cast());
-            let w1 = _mm512_loadu_si512(w.add(16).cast());
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32(*t.a.add(r * t.lda + g) as i32);
-                acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, w0);
-                acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, w1);
+        // SAFETY: the CPU has AVX512F and AVX512-VNNI (contract); the loads stay inside `a`
+        // and `b` as in `f32`; each output row holds COLS = 32 values.
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); 2]; R];
+            for g in 0..t.groups {
+                let w = t.b.add(g * COLS);
+                let w0 = _mm512_loadu_si512(w.cast());
+                let w1 = _mm512_loadu_si512(w.add(16).cast());
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(*t.a.add(r * t.lda + g) as i32);
+                    acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, w0);
+                    acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, w1);
+                }
             }
-        }
-        for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
-            _mm512_storeu_si512(out_row.as_mut_ptr().cast(), acc_row[0]);
-            _mm512_storeu_si512(out_row.as_mut_ptr().add(16).cast(), acc_row[1]);
+            for (acc_row, out_row) in acc.iter().zip(out.iter_mut()) {
+                _mm512_storeu_si512(out_row.as_mut_ptr().cast(), acc_row[0]);
+                _mm512_storeu_si512(out_row.as_mut_ptr().add(16).cast(), acc_row[1]);
+            }
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
 
@@ -341,6 +362,7 @@ mod tests {
         let a = bf16_groups(MAX_ROWS * lda, 1);
         let b = bf16_groups(groups * COLS, 2);
         let mut out = [[0f32; COLS]; MAX_ROWS];
+        // SAFETY: `tile` checked that `a` and `b` hold the tile's rows and panel.
         unsafe { bf16_tile_portable(&tile(&a, lda, MAX_ROWS, &b, groups), &mut out) };
         let value = |h: u32| f64::from(f32::from_bits((h & 0xffff) << 16));
         let mut max = 0f64;
@@ -365,6 +387,7 @@ mod tests {
         let a = lcg(MAX_ROWS * lda, 3);
         let b = lcg(groups * COLS, 4);
         let mut out = [[0i32; COLS]; MAX_ROWS];
+        // SAFETY: `tile` checked that `a` and `b` hold the tile's rows and panel.
         unsafe { int8_tile_portable(&tile(&a, lda, MAX_ROWS, &b, groups), &mut out) };
         for (r, row) in out.iter().enumerate() {
             for (c, &o) in row.iter().enumerate() {
@@ -447,6 +470,7 @@ mod tests {
             let a = bf16_groups(rows * lda, 100 + rows as u32);
             let t = tile(&a, lda, rows, &b, groups);
             let (mut want, mut got) = ([[0f32; COLS]; MAX_ROWS], [[0f32; COLS]; MAX_ROWS]);
+            // SAFETY: AVX512F is present; `tile` checked the buffers; 1 <= rows <= MAX_ROWS.
             unsafe {
                 f32_tile_portable(&t, &mut want);
                 f32_tile(&t, &mut got);
@@ -455,6 +479,7 @@ mod tests {
             assert_eq!(bits(&want)[..rows], bits(&got)[..rows], "f32, {rows} rows");
             if bf16 {
                 let (mut want, mut got) = ([[0f32; COLS]; MAX_ROWS], [[0f32; COLS]; MAX_ROWS]);
+                // SAFETY: as above, and AVX512-BF16 is present.
                 unsafe {
                     bf16_tile_portable(&t, &mut want);
                     bf16_tile(&t, &mut got);
@@ -471,6 +496,7 @@ mod tests {
             }
             if vnni {
                 let (mut want, mut got) = ([[0i32; COLS]; MAX_ROWS], [[0i32; COLS]; MAX_ROWS]);
+                // SAFETY: as above, and AVX512-VNNI is present.
                 unsafe {
                     int8_tile_portable(&t, &mut want);
                     int8_tile(&t, &mut got);

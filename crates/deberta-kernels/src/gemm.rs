@@ -3,8 +3,7 @@
 
 use gemm::Parallelism;
 
-use super::MatRef;
-use crate::{Error, Result};
+use crate::{Error, MatRef, Result};
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
 ///
@@ -26,27 +25,31 @@ pub unsafe fn matmul(
     } else {
         Parallelism::None
     };
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs,
-        false,
-        lhs.ptr,
-        lhs.cs,
-        lhs.rs,
-        rhs.ptr,
-        rhs.cs,
-        rhs.rs,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    );
+    // SAFETY: the caller's contract: every addressed element is live, `dst` overlaps
+    // nothing else in use.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            false,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
 }
 
 /// `out[rows, out_dim] = x[rows, in_dim] · wᵀ` for an `nn.Linear` weight `w [out_dim, in_dim]`
@@ -59,12 +62,15 @@ pub fn linear(x: &[f32], w: &[f32], in_dim: usize, out: &mut [f32]) -> Result<()
         || w.len() != out_dim * in_dim
         || out.len() != rows * out_dim
     {
-        return Err(Error::Input(format!(
-            "CPU fast path: linear shapes do not agree (x {}, w {}, in {in_dim}, out {})",
-            x.len(),
-            w.len(),
-            out.len()
-        )));
+        return Err(Error::shape(
+            "gemm crate linear",
+            format!(
+                "shapes do not agree (x {}, w {}, in {in_dim}, out {})",
+                x.len(),
+                w.len(),
+                out.len()
+            ),
+        ));
     }
     let lhs = MatRef {
         ptr: x.as_ptr(),
