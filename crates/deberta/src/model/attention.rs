@@ -240,6 +240,13 @@ fn scale(cfg: &DebertaV2Config) -> f64 {
     ((cfg.attention_head_size() * factor) as f32).sqrt() as f64
 }
 
+/// A `DebertaV2Attention`'s modules by role.
+pub(crate) struct AttentionParts<'a> {
+    pub self_attention: &'a DisentangledSelfAttention,
+    pub dense: &'a Linear,
+    pub layer_norm: &'a LayerNorm,
+}
+
 /// `DebertaV2Attention`: self-attention, then `LayerNorm(dropout(dense(context)) + input)`.
 pub struct DebertaV2Attention {
     attention: DisentangledSelfAttention,
@@ -261,8 +268,12 @@ impl DebertaV2Attention {
     }
 
     /// The self-attention (`self`) and the output projection and LayerNorm (`output`).
-    pub(crate) fn parts(&self) -> (&DisentangledSelfAttention, &Linear, &LayerNorm) {
-        (&self.attention, &self.dense, &self.layer_norm)
+    pub(crate) fn parts(&self) -> AttentionParts<'_> {
+        AttentionParts {
+            self_attention: &self.attention,
+            dense: &self.dense,
+            layer_norm: &self.layer_norm,
+        }
     }
 
     /// Returns the attention output and the head-major probabilities `[heads, B, L, L]`.

@@ -65,14 +65,15 @@ impl FusedLayer {
         kernels: &KernelPlan,
     ) -> Result<Self> {
         let parts = layer.parts();
-        let (self_attention, dense, attention_norm) = parts.attention.parts();
+        let attention = parts.attention.parts();
+        let self_attention = attention.self_attention;
         let sa = self_attention.parts();
         let positions = rel
             .map(|rel| self_attention.project_positions(rel, &RunMode::eval()))
             .transpose()?;
         let qkv = stack(&[sa.query, sa.key, sa.value])?;
         let (dense, intermediate, output) = (
-            dense.to_candle(),
+            attention.dense.to_candle(),
             parts.intermediate.to_candle(),
             parts.output.to_candle(),
         );
@@ -94,7 +95,7 @@ impl FusedLayer {
             head_size: sa.head_size,
             scale: sa.scale,
             dense,
-            attention_norm: attention_norm.to_candle(),
+            attention_norm: attention.layer_norm.to_candle(),
             intermediate,
             act: parts.act,
             output,
