@@ -1,6 +1,6 @@
 //! `DebertaV2Layer`: attention, then the feed-forward block (`DebertaV2Intermediate` and
 //! `DebertaV2Output`), post-LayerNorm. This is the candle path; the fused CPU path reads the
-//! same parameters through [`crate::model::fused`].
+//! same parameters through the encoder's fused weights (`model/fused.rs`).
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L378>
 
