@@ -85,7 +85,7 @@ impl Scratch {
 }
 
 /// Query rows per block: a multiple of [`QUERY_BLOCK`] whose scores and c2p rows fit
-/// [`BLOCK_VALUES`] (at least one [`QUERY_BLOCK`]).
+/// `BLOCK_VALUES` (at least one [`QUERY_BLOCK`]).
 pub fn block_rows(len: usize, width: usize) -> usize {
     let fit = BLOCK_VALUES / (len + width).max(1);
     (fit / QUERY_BLOCK).max(1) * QUERY_BLOCK

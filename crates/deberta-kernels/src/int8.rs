@@ -8,7 +8,7 @@
 //!
 //! **Pair-bounded weights.** Each channel's scale is set so that for every pair of inputs
 //! `k = 2j, 2j + 1` the weights of one sign sum to at most 128 in magnitude
-//! ([`quantize_weight_row`]). Then no pair of u8 x i8 products leaves the i16 range
+//! (`quantize_weight_row`). Then no pair of u8 x i8 products leaves the i16 range
 //! (255 · 128 = 32640), so AVX2's `vpmaddubsw` sums them exactly: 32 multiply-adds per
 //! instruction with no saturation, where `vpmaddwd` on widened values did 16. On random
 //! weights the scale is ~1.3x that of `max |w| / 127` (`benchmarks/int8_sim.py`); 7-bit

@@ -231,3 +231,146 @@ impl fmt::Display for KernelPlan {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::pseudo_random;
+    use crate::{linear_f32, LinearScratch, PreparedLinear};
+
+    /// The kernel names each setting gives, from the features alone (whatever this CPU has).
+    #[test]
+    fn linear_kernels_follow_the_features_and_the_settings() {
+        let none = KernelPlan::new(CpuFeatures::NONE, Avx512Mode::Auto, true);
+        assert_eq!(none.linear_kernel(LinearFormat::F32), "gemm crate f32");
+        assert_eq!(
+            none.linear_kernel(LinearFormat::Bf16),
+            "gemm crate on bf16-rounded f32"
+        );
+        assert_eq!(none.linear_kernel(LinearFormat::Int8), "portable int8");
+        assert_eq!(none.attention_products(), AttentionProducts::GemmCrate);
+
+        let avx2 = CpuFeatures {
+            avx2: true,
+            avx2_fma: true,
+            ..CpuFeatures::NONE
+        };
+        let plan = KernelPlan::new(avx2, Avx512Mode::Auto, true);
+        assert_eq!(plan.linear_kernel(LinearFormat::F32), "avx2-fma packed f32");
+        assert_eq!(
+            plan.linear_kernel(LinearFormat::Bf16),
+            "avx2-fma packed bf16"
+        );
+        assert_eq!(plan.linear_kernel(LinearFormat::Int8), "avx2 vpmaddubsw");
+        assert_eq!(plan.attention_products(), AttentionProducts::PackedAvx2);
+        let unpacked = KernelPlan {
+            packed: false,
+            ..plan
+        };
+        assert_eq!(unpacked.linear_kernel(LinearFormat::F32), "gemm crate f32");
+        assert_eq!(unpacked.attention_products(), AttentionProducts::PackedAvx2);
+
+        let portable = KernelPlan::new(avx2, Avx512Mode::Portable, true);
+        assert_eq!(
+            portable.linear_kernel(LinearFormat::F32),
+            "portable f32 (avx512 layout)"
+        );
+        assert_eq!(
+            portable.linear_kernel(LinearFormat::Bf16),
+            "portable bf16 (pairs)"
+        );
+        assert_eq!(portable.linear_kernel(LinearFormat::Int8), "portable int8");
+
+        let sapphire = CpuFeatures {
+            avx512f: true,
+            avx512bf16: true,
+            avx512vnni: true,
+            ..avx2
+        };
+        let plan = KernelPlan::new(sapphire, Avx512Mode::Auto, true);
+        assert_eq!(plan.linear_kernel(LinearFormat::F32), "avx512f packed f32");
+        assert_eq!(
+            plan.linear_kernel(LinearFormat::Bf16),
+            "avx512-bf16 vdpbf16ps"
+        );
+        assert_eq!(
+            plan.linear_kernel(LinearFormat::Int8),
+            "avx512-vnni vpdpbusd"
+        );
+        assert_eq!(plan.attention_products(), AttentionProducts::GemmCrate);
+        let off = KernelPlan::new(sapphire, Avx512Mode::Off, true);
+        assert_eq!(off.linear_kernel(LinearFormat::F32), "gemm crate f32");
+        assert_eq!(off.linear_kernel(LinearFormat::Int8), "avx2 vpmaddubsw");
+        let line = plan.to_string();
+        assert!(
+            line.contains("avx512f packed f32") && line.contains("gemm crate"),
+            "{line}"
+        );
+    }
+
+    /// A plan claiming instructions this CPU lacks is refused when weights are prepared.
+    #[test]
+    fn a_plan_beyond_this_cpu_is_an_error() {
+        let claims = CpuFeatures {
+            avx512f: true,
+            avx512bf16: true,
+            avx512vnni: true,
+            ..CpuFeatures::detect()
+        };
+        let plan = KernelPlan::new(claims, Avx512Mode::Auto, true);
+        let w = pseudo_random(6, 1);
+        let cpu = CpuFeatures::detect();
+        assert_eq!(
+            PreparedLinear::packed_f32(&plan, &w, 3, 2).is_ok(),
+            cpu.avx512f
+        );
+        assert_eq!(
+            PreparedLinear::bf16(&plan, &w, 3, 2).is_ok(),
+            cpu.avx512bf16
+        );
+        assert_eq!(
+            PreparedLinear::int8(&plan, &w, 3, 2).is_ok(),
+            cpu.avx512vnni
+        );
+    }
+
+    /// The portable plan runs the AVX-512 layouts on the twins, on any CPU: close to the
+    /// `gemm` crate's product (f32) and to the f32 product of the rounded values (bf16).
+    #[test]
+    fn the_portable_plan_prepares_the_avx512_layouts() {
+        let plan = KernelPlan::new(CpuFeatures::detect(), Avx512Mode::Portable, true);
+        let (rows, in_dim, out_dim) = (13, 37, 21);
+        let x = pseudo_random(rows * in_dim, 2);
+        let w = pseudo_random(out_dim * in_dim, 3);
+        let mut want = vec![0f32; rows * out_dim];
+        linear_f32(&x, &w, in_dim, &mut want, None).unwrap();
+        let mut scratch = LinearScratch::default();
+        let f32s = PreparedLinear::packed_f32(&plan, &w, out_dim, in_dim)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(f32s, PreparedLinear::Avx512(_)));
+        let mut got = vec![f32::NAN; rows * out_dim];
+        f32s.forward(&x, &mut got, None, &mut scratch).unwrap();
+        let diff = crate::test_util::max_diff(&got, &want);
+        assert!(diff < 1e-5, "f32: {diff}");
+        let bf16 = PreparedLinear::bf16(&plan, &w, out_dim, in_dim).unwrap();
+        assert!(matches!(bf16, PreparedLinear::Avx512(_)));
+        bf16.forward(&x, &mut got, None, &mut scratch).unwrap();
+        let diff = crate::test_util::max_diff(&got, &want);
+        assert!(diff > 1e-5 && diff < 0.05, "bf16: {diff}");
+        let int8 = PreparedLinear::int8(&plan, &w, out_dim, in_dim).unwrap();
+        int8.forward(&x, &mut got, None, &mut scratch).unwrap();
+        let diff = crate::test_util::max_diff(&got, &want);
+        assert!(diff < 0.01 * (in_dim as f32).sqrt(), "int8: {diff}");
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        for name in LinearFormat::NAMES {
+            let format: LinearFormat = name.parse().unwrap();
+            assert_eq!(format.to_string(), name);
+        }
+        let err = "fp16".parse::<LinearFormat>().unwrap_err().to_string();
+        assert!(err.contains("fp16") && err.contains("bf16"), "{err}");
+    }
+}

@@ -364,8 +364,8 @@ unsafe fn pack_strided(dst: &mut [f32], group: usize, rows: usize, k: usize, src
         for i in i..group {
             let r = g * group + i;
             for kk in 0..k {
-                // SAFETY: r < rows, kk < k: a live element by the contract.
                 out[kk * group + i] = if r < rows {
+                    // SAFETY: r < rows, kk < k: a live element by the contract.
                     unsafe { src.at(r, kk) }
                 } else {
                     0.0

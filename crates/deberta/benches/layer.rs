@@ -1,6 +1,7 @@
 //! Criterion microbenchmarks on v3-base geometry (hidden 768, 12 heads, 256 buckets) with
-//! random weights, CPU: the candle-path disentangled attention alone (the oracle the fast path
-//! replaced), and embeddings plus one encoder layer on the fused fast path, f32, int8 and bf16.
+//! random weights, CPU: embeddings plus one encoder layer on the candle path (the oracle the
+//! fused path replaced, and the path training runs on) and on the fused path, f32, int8 and
+//! bf16.
 //!
 //! `cargo bench -p deberta --bench layer`
 
@@ -8,12 +9,10 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use deberta::model::attention::{AttentionContext, DisentangledSelfAttention};
-use deberta::model::relative_position::RelativeIndex;
 use deberta::weights::LoadState;
 use deberta::{
-    Checkpoint, DebertaV2Config, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput,
-    WeightFormat, Weights,
+    Checkpoint, DebertaV2Config, DebertaV2Model, ForwardOptions, KernelOptions, LinearFormat,
+    LoadOptions, ModelInput, PathChoice, WeightFormat, Weights,
 };
 
 const HIDDEN: usize = 768;
@@ -77,27 +76,20 @@ fn bench(c: &mut Criterion) {
     model_int8.quantize_int8().unwrap();
     let mut model_bf16 = DebertaV2Model::load(&w, &cfg).unwrap();
     model_bf16.set_linear_format(LinearFormat::Bf16).unwrap();
-    let rel = w
-        .pp("encoder.rel_embeddings")
-        .get(&[512, HIDDEN], "weight")
-        .unwrap();
-    let attention =
-        DisentangledSelfAttention::load(&w.pp("encoder.layer.0.attention.self"), &cfg, Some(&rel))
-            .unwrap();
+    let candle_state = LoadState::with_options(LoadOptions {
+        kernels: KernelOptions {
+            path: PathChoice::Candle,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let candle_w = Weights::new(&ckpt, &candle_state, &dev);
+    let model_candle = DebertaV2Model::load(&candle_w, &cfg).unwrap();
 
     let mut group = c.benchmark_group("cpu_f32");
     group.sample_size(10);
     for (b, l) in [(1usize, 128usize), (8, 128), (1, 512)] {
         group.throughput(Throughput::Elements((b * l) as u64));
-        let hidden = Tensor::randn(0f32, 1.0, (b, l, HIDDEN), &dev).unwrap();
-        let index = RelativeIndex::new(l, 256, 256, 512, &dev).unwrap();
-        let bias = Tensor::zeros((1, b, l, l), DType::F32, &dev).unwrap();
-        let ctx = AttentionContext::new(&bias, Some(&index)).unwrap();
-        group.bench_with_input(
-            BenchmarkId::new("attention_candle_path", format!("{b}x{l}")),
-            &(),
-            |bench, _| bench.iter(|| attention.forward(&hidden, &ctx).unwrap()),
-        );
         let ids = Tensor::ones((b, l), DType::U32, &dev).unwrap();
         let input = ModelInput::from_ids(ids);
         group.bench_with_input(
@@ -106,6 +98,7 @@ fn bench(c: &mut Criterion) {
             |bench, _| bench.iter(|| model.forward(&input, ForwardOptions::default()).unwrap()),
         );
         for (name, m) in [
+            ("embeddings_plus_one_layer_candle_path", &model_candle),
             ("embeddings_plus_one_layer_int8", &model_int8),
             ("embeddings_plus_one_layer_bf16", &model_bf16),
         ] {

@@ -70,12 +70,13 @@ impl PreparedLayer {
             return Ok(None);
         }
         Self::convert(linears, |w, out_dim, in_dim| {
-            PreparedLinear::packed_f32(plan, w, out_dim, in_dim)?.ok_or_else(|| {
+            // `packs_f32` held, so every weight gets a packed copy.
+            PreparedLinear::packed_f32(plan, w, out_dim, in_dim)?.ok_or(
                 deberta_kernels::Error::Unsupported {
                     kernel: "packed f32 linear",
                     needs: "a plan that packs f32 weights",
-                }
-            })
+                },
+            )
         })
         .map(Some)
     }
