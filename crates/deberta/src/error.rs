@@ -49,9 +49,28 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
-    /// An error inside the tensor engine.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// An error inside the tensor engine. Displayed without candle's backtrace and not chained
+    /// as a source, so `{:#}` chains (anyhow) print the message once.
+    #[error("{}", candle_message(.0))]
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set
+/// (the error itself stays in [`Error::Candle`]).
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The library's result type.
@@ -74,6 +93,15 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// A [`Error::WeightFile`] whose reason is a candle error, without candle's backtrace.
+    pub(crate) fn weight_file_candle(
+        path: impl Into<PathBuf>,
+        what: &str,
+        e: &candle_core::Error,
+    ) -> Self {
+        Self::weight_file(path, format!("{what}: {}", candle_message(e)))
     }
 
     pub(crate) fn weight_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {

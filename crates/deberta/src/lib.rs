@@ -31,12 +31,13 @@ mod mmap_safetensors;
 pub mod model;
 mod nn;
 pub mod pretrained;
+pub mod pth;
 pub mod tf;
 pub mod weights;
 
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
-pub use error::{Error, Result};
+pub use error::{candle_message as error_message_of_candle, Error, Result};
 pub use heads::{
     DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
     DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, HeadKind, Labels,

@@ -63,7 +63,7 @@ struct TensorEntry {
 
 enum Reader {
     Safetensors(SafetensorsFile),
-    PyTorch(candle_core::pickle::PthTensors),
+    PyTorch(crate::pth::PthFile),
     Tf(TfWeights),
 }
 
@@ -228,14 +228,37 @@ impl Checkpoint {
         }
         let tensor = match reader {
             Reader::Safetensors(st) => st.load(name, device),
-            Reader::PyTorch(pth) => pth.get(name).and_then(|t| {
-                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished")))?
-                    .to_device(device)
-            }),
+            Reader::PyTorch(pth) => {
+                let values = pth
+                    .read_f32(name)
+                    .map_err(|e| Error::weight_file(path, e))?;
+                Tensor::from_vec(values, shape, device)
+            }
             Reader::Tf(_) => Err(candle_core::Error::Msg("internal: TF read above".into())),
         }
-        .map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))?;
-        to_f32(tensor).map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))
+        .map_err(|e| Error::weight_file_candle(path, &format!("tensor `{name}`"), &e))?;
+        let tensor = to_f32(tensor)
+            .map_err(|e| Error::weight_file_candle(path, &format!("tensor `{name}`"), &e))?;
+        warn_non_finite(path, name, &tensor);
+        Ok(tensor)
+    }
+}
+
+/// Logs a warning naming a weight that holds NaN or infinite values: every output that depends
+/// on it is NaN (a JSON `"score": null`), which is what the checkpoint computes.
+fn warn_non_finite(path: &Path, name: &str, tensor: &Tensor) {
+    // A NaN or infinite element makes the sum NaN or infinite (no copy of the tensor made).
+    let finite = tensor
+        .sum_all()
+        .and_then(|s| s.to_scalar::<f32>())
+        .map(|s| s.is_finite());
+    if let Ok(false) = finite {
+        tracing::warn!(
+            tensor = name,
+            file = %path.display(),
+            "weight `{name}` holds NaN or infinite values; outputs that depend on it will be \
+             NaN (null scores in JSON)"
+        );
     }
 }
 
@@ -295,13 +318,16 @@ fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
             Ok((Reader::Safetensors(st), names))
         }
         WeightFormat::PyTorch => {
-            let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+            let pth = crate::pth::PthFile::open(path).map_err(|e| {
                 Error::weight_file(path, format!("not a valid PyTorch checkpoint: {e}"))
             })?;
+            // Dimensions were checked against the storage's zip entry, so they fit usize.
             let names = pth
-                .tensor_infos()
-                .iter()
-                .map(|(name, info)| (name.clone(), info.layout.shape().dims().to_vec()))
+                .tensors()
+                .map(|(name, info)| {
+                    let dims = info.shape.iter().map(|&d| d as usize).collect();
+                    (name.to_string(), dims)
+                })
                 .collect();
             Ok((Reader::PyTorch(pth), names))
         }
