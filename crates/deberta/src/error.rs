@@ -45,6 +45,20 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// An input, config or weight would need more memory than the limit allows
+    /// ([`crate::limits`]; the CLI's `--max-memory`, `DEBERTA_MAX_MEMORY`).
+    #[error(
+        "{what} would need about {}, over the memory limit of {} (raise it with --max-memory or \
+         DEBERTA_MAX_MEMORY, or use shorter inputs / smaller batches)",
+        crate::limits::human(*needed),
+        crate::limits::human(*limit)
+    )]
+    MemoryLimit {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+
     /// The inputs given to a forward pass are inconsistent.
     #[error("invalid input: {0}")]
     Input(String),

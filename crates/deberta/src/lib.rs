@@ -26,6 +26,7 @@ mod error;
 pub mod export;
 pub mod heads;
 pub mod json_input;
+pub mod limits;
 pub mod loss;
 mod mmap_safetensors;
 pub mod model;

@@ -471,6 +471,7 @@ impl<'a> Weights<'a> {
         if self.contains(name) {
             return self.get(shape, name);
         }
+        crate::limits::check_tensor(&join(&self.canonical, name), shape)?;
         let tensor = match init {
             Init::Normal(std) => Tensor::randn(0f32, std as f32, shape, self.device)?,
             Init::Zeros => Tensor::zeros(shape, candle_core::DType::F32, self.device)?,
