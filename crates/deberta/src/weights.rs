@@ -75,7 +75,7 @@ pub struct Checkpoint {
 }
 
 /// Weight files in the order transformers prefers them.
-const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
+pub(crate) const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
     ("model.safetensors", WeightFormat::Safetensors, false),
     (
         "model.safetensors.index.json",

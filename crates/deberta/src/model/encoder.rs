@@ -12,7 +12,7 @@ use crate::model::conv::ConvLayer;
 use crate::model::layer::DebertaV2Layer;
 use crate::model::relative_position::RelativeIndex;
 use crate::model::LinearFormat;
-use crate::nn::{apply, layer_norm};
+use crate::nn::{apply, layer_norm, layer_norm_or_init};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -43,6 +43,11 @@ impl DebertaV2Encoder {
         let rel_embeddings = if cfg.relative_attention {
             Some(load_rel_embeddings(w, cfg)?)
         } else {
+            if cfg.norm_rel_layer_norm() {
+                // transformers defines encoder.LayerNorm for norm_rel_ebd "layer_norm" even
+                // without relative attention; never read, but held so a conversion writes it.
+                layer_norm_or_init(&w.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?;
+            }
             None
         };
         let layers = (0..cfg.num_hidden_layers)
