@@ -187,15 +187,24 @@ impl DebertaV2Config {
         let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => Error::Config {
+            // Valid JSON that does not fit the schema is a field error even where serde reports
+            // it as a syntax error (values buffered for the flattened `extra` map).
+            let schema = inner.classify() == serde_json::error::Category::Data
+                || serde_json::from_str::<Value>(text).is_ok();
+            if schema {
+                let reason = match inner.classify() {
+                    serde_json::error::Category::Data => inner.to_string(),
+                    _ => format!("wrong type or value ({inner})"),
+                };
+                Error::Config {
                     field,
-                    reason: format!("{inner} (in {})", path.display()),
-                },
-                _ => Error::Json {
+                    reason: format!("{reason} (in {})", path.display()),
+                }
+            } else {
+                Error::Json {
                     path: path.to_path_buf(),
                     source: inner,
-                },
+                }
             }
         })?;
         config.validate().map_err(|e| match e {
@@ -205,6 +214,15 @@ impl DebertaV2Config {
             },
             other => other,
         })?;
+        if config.model_type != "deberta-v2" {
+            tracing::warn!(
+                model_type = %config.model_type,
+                path = %path.display(),
+                "config.json describes model_type `{}`, not `deberta-v2`; loading it as \
+                 DeBERTa-v2 anyway",
+                config.model_type
+            );
+        }
         Ok(config)
     }
 

@@ -98,3 +98,11 @@ fn forward_on_100000_tokens_is_refused() {
             .unwrap();
     });
 }
+
+#[test]
+fn config_json_wrong_types_name_the_field() {
+    let (_t, dir) = scratch("v3_buckets");
+    edit_config(&dir, |c| c["hidden_act"] = 3.into());
+    let (field, reason) = config_err(&dir);
+    assert_eq!(field, "hidden_act", "{reason}");
+}
