@@ -75,7 +75,7 @@ pub struct Checkpoint {
 }
 
 /// Weight files in the order transformers prefers them.
-pub(crate) const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
+pub(crate) const CANDIDATES: [(&str, WeightFormat, bool); 6] = [
     ("model.safetensors", WeightFormat::Safetensors, false),
     (
         "model.safetensors.index.json",
@@ -85,6 +85,7 @@ pub(crate) const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
     ("pytorch_model.bin", WeightFormat::PyTorch, false),
     ("pytorch_model.bin.index.json", WeightFormat::PyTorch, true),
     ("tf_model.h5", WeightFormat::Tf, false),
+    ("tf_model.h5.index.json", WeightFormat::Tf, true),
 ];
 
 impl Checkpoint {
@@ -122,13 +123,9 @@ impl Checkpoint {
             }
         }
         let names: Vec<&str> = wanted.map(|c| c.0).collect();
-        let mut what = format!("no weights file (looked for {})", names.join(", "));
-        if dir.join("tf_model.h5.index.json").is_file() {
-            what.push_str("; sharded TF checkpoints (tf_model.h5.index.json) are not supported");
-        }
         Err(Error::MissingFile {
             dir: dir.to_path_buf(),
-            what,
+            what: format!("no weights file (looked for {})", names.join(", ")),
         })
     }
 

@@ -115,3 +115,60 @@ fn unread_encoder_layer_norm_is_written() {
         assert!(report.unexpected.is_empty(), "{:?}", report.unexpected);
     }
 }
+
+/// A sharded TF checkpoint (`tf_model.h5.index.json` + shards, as transformers' TF
+/// `save_pretrained(max_shard_size=...)` lays them out), made here by splitting our own
+/// converted `tf_model.h5` in two, loads and computes what the single file does.
+#[test]
+fn sharded_tf_checkpoints_load() {
+    use deberta::tf::{write_shard, H5Weight, KerasH5};
+    let tmp = tempfile::tempdir().unwrap();
+    let single = tmp.path().join("single");
+    convert(&case("v3_buckets"), &single, WeightFormat::Tf, None).unwrap();
+    let h5 = KerasH5::open(single.join("tf_model.h5")).unwrap();
+    let mut weights: Vec<H5Weight> = Vec::new();
+    for w in h5.read_all().unwrap().into_iter().flat_map(|l| l.weights) {
+        if !weights.iter().any(|x| x.name == w.name) {
+            weights.push(w);
+        }
+    }
+    let sharded = tmp.path().join("sharded");
+    std::fs::create_dir(&sharded).unwrap();
+    std::fs::copy(single.join("config.json"), sharded.join("config.json")).unwrap();
+    let half = weights.len() / 2;
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [&weights[..half], &weights[half..]].into_iter().enumerate() {
+        let file = format!("tf_model-0000{}-of-00002.h5", i + 1);
+        write_shard(sharded.join(&file), part).unwrap();
+        for w in part {
+            weight_map.insert(w.name.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(sharded.join("tf_model.h5.index.json"), index.to_string()).unwrap();
+
+    let ids = candle_core::Tensor::new(&[[1u32, 5, 7, 9, 2]], &Device::Cpu).unwrap();
+    let run = |dir: &std::path::Path| {
+        let (model, report) = DebertaV2Model::from_pretrained(dir, &Device::Cpu).unwrap();
+        assert!(report.initialized.is_empty(), "{:?}", report.initialized);
+        assert!(report.unexpected.is_empty(), "{:?}", report.unexpected);
+        let out = model
+            .forward(
+                &deberta::ModelInput::from_ids(ids.clone()),
+                deberta::ForwardOptions::default(),
+            )
+            .unwrap();
+        (
+            report.files,
+            out.last_hidden_state
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        )
+    };
+    let (files, sharded_out) = run(&sharded);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (_, single_out) = run(&single);
+    assert_eq!(sharded_out, single_out);
+}
