@@ -125,3 +125,20 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_backtraces_are_not_in_messages() {
+        let inner = candle_core::Error::Msg("shape mismatch".into());
+        let with_bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let e = Error::from(with_bt);
+        assert_eq!(e.to_string(), "shape mismatch");
+        assert!(std::error::Error::source(&e).is_none());
+    }
+}
