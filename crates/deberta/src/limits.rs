@@ -15,6 +15,9 @@ use crate::{Error, Result};
 /// 0 = not set: use the environment or the default.
 static MAX_MEMORY: AtomicU64 = AtomicU64::new(0);
 
+/// [`default_max_memory`], read once.
+static DEFAULT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 /// The limit used when the machine's memory cannot be read.
 pub const FALLBACK_MAX_MEMORY: u64 = 64 << 30;
 
@@ -30,7 +33,7 @@ pub fn max_memory() -> u64 {
             .ok()
             .and_then(|v| parse_size(&v).ok())
             .filter(|&v| v > 0)
-            .unwrap_or_else(default_max_memory),
+            .unwrap_or_else(|| *DEFAULT.get_or_init(default_max_memory)),
         set => set,
     }
 }

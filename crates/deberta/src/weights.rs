@@ -214,7 +214,9 @@ impl Checkpoint {
             .get(entry.file)
             .ok_or_else(|| Error::input(format!("internal: no shard for `{name}`")))?;
         if let Reader::Tf(tf) = reader {
-            return tf.load(name, shape, device);
+            let tensor = tf.load(name, shape, device)?;
+            warn_non_finite(path, name, &tensor);
+            return Ok(tensor);
         }
         if entry.shape != shape {
             return Err(Error::WeightShape {
