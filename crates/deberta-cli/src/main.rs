@@ -11,6 +11,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Memory limit for one forward pass and for the model's weights (e.g. 8G, 512M): larger
+    /// inputs, batches or configs end in an error instead of an allocation failure. Default:
+    /// 80% of the smaller of physical memory and the address-space limit.
+    #[arg(
+        long,
+        global = true,
+        env = "DEBERTA_MAX_MEMORY",
+        value_parser = commands::parse_max_memory
+    )]
+    max_memory: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +65,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    deberta::limits::set_max_memory(cli.max_memory);
     match cli.command {
         Command::Forward(args) => commands::forward::run(args),
         Command::Convert(args) => commands::convert::run(args),

@@ -34,15 +34,35 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    // The wrapped errors are part of the message, not chained as sources: `{:#}` chains
+    // (anyhow) would print each cause twice ("model: X: X").
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
-    Tokenizer(#[from] deberta_tokenizer::Error),
+    Tokenizer(deberta_tokenizer::Error),
     /// Loading or running the model failed.
     #[error("model: {0}")]
-    Deberta(#[from] deberta::Error),
+    Deberta(deberta::Error),
     /// A tensor operation failed.
-    #[error("tensor: {0}")]
-    Candle(#[from] candle_core::Error),
+    #[error("tensor: {}", deberta::error_message_of_candle(.0))]
+    Candle(candle_core::Error),
+}
+
+impl From<deberta_tokenizer::Error> for Error {
+    fn from(e: deberta_tokenizer::Error) -> Self {
+        Error::Tokenizer(e)
+    }
+}
+
+impl From<deberta::Error> for Error {
+    fn from(e: deberta::Error) -> Self {
+        Error::Deberta(e)
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }
 
 impl Error {

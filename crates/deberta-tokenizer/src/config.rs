@@ -170,16 +170,32 @@ fn get_side(map: &Map<String, Value>, path: &Path, key: &str) -> Result<Side> {
     }
 }
 
-/// A special token value: a string or an `AddedToken` dict with `content`.
-fn token_content(v: &Value) -> Option<String> {
+/// A special token value: a string or an `AddedToken` dict with `content`; `null` is none.
+fn token_content(v: &Value, path: &Path, field: &str) -> Result<Option<String>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(m) => m.get("content").and_then(Value::as_str).map(str::to_string),
-        _ => None,
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Object(m) => match m.get("content") {
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            _ => Err(config_err(
+                path,
+                field,
+                "an AddedToken object needs a string `content`",
+            )),
+        },
+        _ => Err(config_err(
+            path,
+            field,
+            "expected a string or an AddedToken object",
+        )),
     }
 }
 
-fn apply_special_names(map: &Map<String, Value>, names: &mut SpecialTokenNames) {
+fn apply_special_names(
+    map: &Map<String, Value>,
+    names: &mut SpecialTokenNames,
+    path: &Path,
+) -> Result<()> {
     let slots: [(&str, &mut String); 7] = [
         ("cls_token", &mut names.cls),
         ("sep_token", &mut names.sep),
@@ -190,13 +206,25 @@ fn apply_special_names(map: &Map<String, Value>, names: &mut SpecialTokenNames) 
         ("eos_token", &mut names.eos),
     ];
     for (key, slot) in slots {
-        if let Some(v) = map.get(key).and_then(token_content) {
-            *slot = v;
+        if let Some(v) = map.get(key) {
+            if let Some(v) = token_content(v, path, key)? {
+                *slot = v;
+            }
         }
     }
-    if let Some(Value::Array(list)) = map.get("additional_special_tokens") {
-        names.additional = list.iter().filter_map(token_content).collect();
+    const ADDITIONAL: &str = "additional_special_tokens";
+    match map.get(ADDITIONAL) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                out.extend(token_content(v, path, &format!("{ADDITIONAL}[{i}]"))?);
+            }
+            names.additional = out;
+        }
+        Some(_) => return Err(config_err(path, ADDITIONAL, "expected a list")),
     }
+    Ok(())
 }
 
 fn parse_added_decoder(map: &Map<String, Value>, path: &Path) -> Result<Vec<AddedToken>> {
@@ -231,22 +259,24 @@ fn parse_added_decoder(map: &Map<String, Value>, path: &Path) -> Result<Vec<Adde
     Ok(out)
 }
 
-fn max_length(map: &Map<String, Value>) -> usize {
-    match map.get("model_max_length") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
-            .or_else(|| {
-                n.as_f64().map(|f| {
-                    if f >= usize::MAX as f64 {
-                        usize::MAX
-                    } else {
-                        f.max(0.0) as usize
-                    }
-                })
-            })
-            .unwrap_or(usize::MAX),
-        _ => usize::MAX,
+/// `model_max_length`: a non-negative number (transformers writes `1e30`-like floats for "no
+/// limit", saturated here); missing or `null` means no limit.
+fn max_length(map: &Map<String, Value>, path: &Path) -> Result<usize> {
+    const FIELD: &str = "model_max_length";
+    let bad = |reason: &str| config_err(path, FIELD, reason);
+    match map.get(FIELD) {
+        None | Some(Value::Null) => Ok(usize::MAX),
+        Some(Value::Number(n)) => {
+            if let Some(v) = n.as_u64() {
+                return Ok(usize::try_from(v).unwrap_or(usize::MAX));
+            }
+            match n.as_f64() {
+                Some(f) if f >= 0.0 && f >= usize::MAX as f64 => Ok(usize::MAX),
+                Some(f) if f >= 0.0 && f.fract() == 0.0 => Ok(f as usize),
+                _ => Err(bad(&format!("{n} is not a non-negative whole number"))),
+            }
+        }
+        Some(_) => Err(bad("expected a non-negative number")),
     }
 }
 
@@ -263,12 +293,13 @@ impl TokenizerConfig {
                 get_bool(&map, &cfg_path, "clean_up_tokenization_spaces", true)?;
             cfg.padding_side = get_side(&map, &cfg_path, "padding_side")?;
             cfg.truncation_side = get_side(&map, &cfg_path, "truncation_side")?;
-            cfg.model_max_length = max_length(&map);
-            apply_special_names(&map, &mut cfg.special);
+            cfg.model_max_length = max_length(&map, &cfg_path)?;
+            apply_special_names(&map, &mut cfg.special, &cfg_path)?;
             cfg.added_tokens = parse_added_decoder(&map, &cfg_path)?;
         }
-        if let Some(map) = read_json(&dir.join("special_tokens_map.json"))? {
-            apply_special_names(&map, &mut cfg.special);
+        let special_path = dir.join("special_tokens_map.json");
+        if let Some(map) = read_json(&special_path)? {
+            apply_special_names(&map, &mut cfg.special, &special_path)?;
         }
         let added_path = dir.join("added_tokens.json");
         if let Some(map) = read_json(&added_path)? {

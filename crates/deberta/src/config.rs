@@ -187,15 +187,24 @@ impl DebertaV2Config {
         let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => Error::Config {
+            // Valid JSON that does not fit the schema is a field error even where serde reports
+            // it as a syntax error (values buffered for the flattened `extra` map).
+            let schema = inner.classify() == serde_json::error::Category::Data
+                || serde_json::from_str::<Value>(text).is_ok();
+            if schema {
+                let reason = match inner.classify() {
+                    serde_json::error::Category::Data => inner.to_string(),
+                    _ => format!("wrong type or value ({inner})"),
+                };
+                Error::Config {
                     field,
-                    reason: format!("{inner} (in {})", path.display()),
-                },
-                _ => Error::Json {
+                    reason: format!("{reason} (in {})", path.display()),
+                }
+            } else {
+                Error::Json {
                     path: path.to_path_buf(),
                     source: inner,
-                },
+                }
             }
         })?;
         config.validate().map_err(|e| match e {
@@ -205,6 +214,15 @@ impl DebertaV2Config {
             },
             other => other,
         })?;
+        if config.model_type != "deberta-v2" {
+            tracing::warn!(
+                model_type = %config.model_type,
+                path = %path.display(),
+                "config.json describes model_type `{}`, not `deberta-v2`; loading it as \
+                 DeBERTa-v2 anyway",
+                config.model_type
+            );
+        }
         Ok(config)
     }
 
@@ -293,6 +311,20 @@ impl DebertaV2Config {
             .unwrap_or_else(|| format!("LABEL_{id}"))
     }
 
+    /// About how many bytes the f32 weights of the backbone and a classification head take.
+    pub fn weights_bytes(&self) -> u64 {
+        let h = self.hidden_size as u128;
+        let e = self.embedding_size() as u128;
+        let layer = 4 * h * h + 2 * h * self.intermediate_size as u128 + 9 * h;
+        let rows = self.vocab_size as u128
+            + self.max_position_embeddings as u128
+            + self.type_vocab_size as u128;
+        let embeddings = rows * e + 2 * self.position_span() as u128 * h;
+        let head = h * (h + self.num_labels() as u128);
+        let params = embeddings + self.num_hidden_layers as u128 * layer + head;
+        u64::try_from(params * 4).unwrap_or(u64::MAX)
+    }
+
     /// Checks that the model this config describes can be built; names the field at fault.
     pub fn validate(&self) -> Result<()> {
         self.validate_sizes()?;
@@ -322,6 +354,44 @@ impl DebertaV2Config {
     }
 
     fn validate_sizes(&self) -> Result<()> {
+        // Plausibility caps well above any published DeBERTa (v3-large: vocab 128100, hidden
+        // 1024, 24 layers, 16 heads, intermediate 4096, 512 positions, span 256), so a hostile
+        // or mistyped config fails here instead of in a huge allocation.
+        for (field, v, max) in [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("hidden_size", self.hidden_size, 1 << 16),
+            ("num_hidden_layers", self.num_hidden_layers, 1024),
+            ("num_attention_heads", self.num_attention_heads, 1024),
+            ("intermediate_size", self.intermediate_size, 1 << 18),
+            ("embedding_size", self.embedding_size(), 1 << 16),
+            ("pooler_hidden_size", self.pooler_hidden_size(), 1 << 16),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 20,
+            ),
+            ("type_vocab_size", self.type_vocab_size, 1 << 16),
+            (
+                "max_relative_positions",
+                self.max_relative_positions(),
+                1 << 20,
+            ),
+            ("position_buckets", self.position_span(), 1 << 20),
+            ("conv_kernel_size", self.conv_kernel_size, 1 << 10),
+            ("num_labels", self.num_labels(), 1 << 20),
+        ] {
+            if v > max {
+                return Err(Error::config(
+                    field,
+                    format!("{v} is implausibly large (the limit is {max})"),
+                ));
+            }
+        }
+        let weights = self.weights_bytes();
+        crate::limits::check(
+            || "the weights this config describes (f32)".to_string(),
+            weights,
+        )?;
         for (field, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),

@@ -45,6 +45,20 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// An input, config or weight would need more memory than the limit allows
+    /// ([`crate::limits`]; the CLI's `--max-memory`, `DEBERTA_MAX_MEMORY`).
+    #[error(
+        "{what} would need about {}, over the memory limit of {} (raise it with --max-memory or \
+         DEBERTA_MAX_MEMORY, or use shorter inputs / smaller batches)",
+        crate::limits::human(*needed),
+        crate::limits::human(*limit)
+    )]
+    MemoryLimit {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+
     /// The inputs given to a forward pass are inconsistent.
     #[error("invalid input: {0}")]
     Input(String),
@@ -57,9 +71,10 @@ pub enum Error {
     #[error("{requested} is not available: {reason}")]
     Unsupported { requested: String, reason: String },
 
-    /// An error inside the tensor engine.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// An error inside the tensor engine. Displayed without candle's backtrace and not chained
+    /// as a source, so `{:#}` chains (anyhow) print the message once.
+    #[error("{}", candle_message(.0))]
+    Candle(candle_core::Error),
 
     /// A CPU kernel refused its call: `context` is the tensor or path it ran for, `error`
     /// names the kernel and what did not fit (not chained: printed once, here).
@@ -77,6 +92,24 @@ impl From<deberta_kernels::Error> for Error {
             context: "CPU fast path".into(),
             error,
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set
+/// (the error itself stays in [`Error::Candle`]).
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -113,10 +146,36 @@ impl Error {
         }
     }
 
+    /// A [`Error::WeightFile`] whose reason is a candle error, without candle's backtrace.
+    pub(crate) fn weight_file_candle(
+        path: impl Into<PathBuf>,
+        what: &str,
+        e: &candle_core::Error,
+    ) -> Self {
+        Self::weight_file(path, format!("{what}: {}", candle_message(e)))
+    }
+
     pub(crate) fn weight_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
         Error::WeightFile {
             path: path.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_backtraces_are_not_in_messages() {
+        let inner = candle_core::Error::Msg("shape mismatch".into());
+        let with_bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let e = Error::from(with_bt);
+        assert_eq!(e.to_string(), "shape mismatch");
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

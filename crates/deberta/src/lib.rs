@@ -27,6 +27,7 @@ mod error;
 pub mod export;
 pub mod heads;
 pub mod json_input;
+pub mod limits;
 pub mod loss;
 mod mmap_safetensors;
 pub mod model;
@@ -34,6 +35,7 @@ pub mod nn;
 pub mod params;
 pub mod plan;
 pub mod pretrained;
+pub mod pth;
 pub mod relative_position;
 pub mod tf;
 pub mod weights;
@@ -41,7 +43,7 @@ pub mod weights;
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
 pub use dropout::DropoutRng;
-pub use error::{Error, Result};
+pub use error::{candle_message as error_message_of_candle, Error, Result};
 pub use heads::{
     DebertaV2ForMaskedLM, DebertaV2ForMultipleChoice, DebertaV2ForQuestionAnswering,
     DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, HeadKind, Labels,

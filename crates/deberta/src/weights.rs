@@ -65,7 +65,7 @@ struct TensorEntry {
 
 enum Reader {
     Safetensors(SafetensorsFile),
-    PyTorch(candle_core::pickle::PthTensors),
+    PyTorch(crate::pth::PthFile),
     Tf(TfWeights),
 }
 
@@ -77,7 +77,7 @@ pub struct Checkpoint {
 }
 
 /// Weight files in the order transformers prefers them.
-const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
+pub(crate) const CANDIDATES: [(&str, WeightFormat, bool); 6] = [
     ("model.safetensors", WeightFormat::Safetensors, false),
     (
         "model.safetensors.index.json",
@@ -87,6 +87,7 @@ const CANDIDATES: [(&str, WeightFormat, bool); 5] = [
     ("pytorch_model.bin", WeightFormat::PyTorch, false),
     ("pytorch_model.bin.index.json", WeightFormat::PyTorch, true),
     ("tf_model.h5", WeightFormat::Tf, false),
+    ("tf_model.h5.index.json", WeightFormat::Tf, true),
 ];
 
 impl Checkpoint {
@@ -124,13 +125,9 @@ impl Checkpoint {
             }
         }
         let names: Vec<&str> = wanted.map(|c| c.0).collect();
-        let mut what = format!("no weights file (looked for {})", names.join(", "));
-        if dir.join("tf_model.h5.index.json").is_file() {
-            what.push_str("; sharded TF checkpoints (tf_model.h5.index.json) are not supported");
-        }
         Err(Error::MissingFile {
             dir: dir.to_path_buf(),
-            what,
+            what: format!("no weights file (looked for {})", names.join(", ")),
         })
     }
 
@@ -219,7 +216,9 @@ impl Checkpoint {
             .get(entry.file)
             .ok_or_else(|| Error::internal(format!("no shard for `{name}`")))?;
         if let Reader::Tf(tf) = reader {
-            return tf.load(name, shape, device);
+            let tensor = tf.load(name, shape, device)?;
+            warn_non_finite(path, name, &tensor);
+            return Ok(tensor);
         }
         if entry.shape != shape {
             return Err(Error::WeightShape {
@@ -230,14 +229,37 @@ impl Checkpoint {
         }
         let tensor = match reader {
             Reader::Safetensors(st) => st.load(name, device),
-            Reader::PyTorch(pth) => pth.get(name).and_then(|t| {
-                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished")))?
-                    .to_device(device)
-            }),
+            Reader::PyTorch(pth) => {
+                let values = pth
+                    .read_f32(name)
+                    .map_err(|e| Error::weight_file(path, e))?;
+                Tensor::from_vec(values, shape, device)
+            }
             Reader::Tf(_) => Err(candle_core::Error::Msg("internal: TF read above".into())),
         }
-        .map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))?;
-        to_f32(tensor).map_err(|e| Error::weight_file(path, format!("tensor `{name}`: {e}")))
+        .map_err(|e| Error::weight_file_candle(path, &format!("tensor `{name}`"), &e))?;
+        let tensor = to_f32(tensor)
+            .map_err(|e| Error::weight_file_candle(path, &format!("tensor `{name}`"), &e))?;
+        warn_non_finite(path, name, &tensor);
+        Ok(tensor)
+    }
+}
+
+/// Logs a warning naming a weight that holds NaN or infinite values: every output that depends
+/// on it is NaN (a JSON `"score": null`), which is what the checkpoint computes.
+fn warn_non_finite(path: &Path, name: &str, tensor: &Tensor) {
+    // A NaN or infinite element makes the sum NaN or infinite (no copy of the tensor made).
+    let finite = tensor
+        .sum_all()
+        .and_then(|s| s.to_scalar::<f32>())
+        .map(|s| s.is_finite());
+    if let Ok(false) = finite {
+        tracing::warn!(
+            tensor = name,
+            file = %path.display(),
+            "weight `{name}` holds NaN or infinite values; outputs that depend on it will be \
+             NaN (null scores in JSON)"
+        );
     }
 }
 
@@ -297,13 +319,16 @@ fn open_file(path: &Path, format: WeightFormat) -> Result<(Reader, Names)> {
             Ok((Reader::Safetensors(st), names))
         }
         WeightFormat::PyTorch => {
-            let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+            let pth = crate::pth::PthFile::open(path).map_err(|e| {
                 Error::weight_file(path, format!("not a valid PyTorch checkpoint: {e}"))
             })?;
+            // Dimensions were checked against the storage's zip entry, so they fit usize.
             let names = pth
-                .tensor_infos()
-                .iter()
-                .map(|(name, info)| (name.clone(), info.layout.shape().dims().to_vec()))
+                .tensors()
+                .map(|(name, info)| {
+                    let dims = info.shape.iter().map(|&d| d as usize).collect();
+                    (name.to_string(), dims)
+                })
                 .collect();
             Ok((Reader::PyTorch(pth), names))
         }
@@ -477,6 +502,7 @@ impl<'a> Weights<'a> {
         if self.contains(name) {
             return self.get(shape, name);
         }
+        crate::limits::check_tensor(&join(&self.canonical, name), shape)?;
         let tensor = match init {
             Init::Normal(std) => Tensor::randn(0f32, std as f32, shape, self.device)?,
             Init::Zeros => Tensor::zeros(shape, DType::F32, self.device)?,

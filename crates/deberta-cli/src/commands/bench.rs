@@ -27,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_threads)]
     threads: Option<usize>,
     /// Compute type of the encoder's linear layers: f32, bf16 (weights and inputs rounded to
     /// bf16, f32 sums) or int8 (dynamic quantisation).
@@ -55,6 +55,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let load = super::kernel_env::load_options(format)?;
     let model = TaskModel::from_pretrained_with(&args.model, kind, &device, load)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    // Checked before the random ids are made: `--batch`/`--seq` may be anything.
+    let rows = match model.kind() {
+        HeadKind::MultipleChoice => args.batch.saturating_mul(2),
+        _ => args.batch,
+    };
+    deberta::limits::check_forward(model.config(), rows, args.seq)?;
     let input = random_input(&model, &args, &device)?;
     for _ in 0..args.warmup {
         model.forward(&input, Labels::default(), ForwardOptions::default())?;

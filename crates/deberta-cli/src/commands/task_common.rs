@@ -38,7 +38,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub max_length: Option<usize>,
     /// CPU worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_threads)]
     pub threads: Option<usize>,
     /// cpu, cuda, cuda:N or metal (cuda / metal need a build with that feature).
     #[arg(long, default_value = "cpu")]

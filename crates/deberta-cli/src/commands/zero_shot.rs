@@ -27,7 +27,14 @@ pub struct ZeroShotArgs {
 }
 
 pub fn run(args: ZeroShotArgs) -> Result<()> {
-    let labels = CandidateLabels::List(args.candidate_labels.clone()).labels();
+    // As transformers splits a label string: on commas, trimmed, empties dropped.
+    let labels = CandidateLabels::Joined(args.candidate_labels.join(",")).labels();
+    if !args.candidate_labels.is_empty() && labels.is_empty() {
+        anyhow::bail!(
+            "--labels {:?} holds no label (labels are comma-separated; empty ones are dropped)",
+            args.candidate_labels.join(",")
+        );
+    }
     let options = ZeroShotOptions {
         candidate_labels: labels,
         hypothesis_template: args.hypothesis_template.clone(),

@@ -53,17 +53,74 @@ pub fn save_weights(
         _ => None,
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    match (format, layers) {
-        (_, Some(layers)) => crate::tf::h5::write(&path, &layers)?,
+    refuse_shadowing(dir, format)?;
+    write_atomic(&path, |temp| match (format, &layers) {
+        (_, Some(layers)) => crate::tf::h5::write(temp, layers),
         (WeightFormat::Safetensors, None) => {
             let tensors: HashMap<String, Tensor> =
                 state.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            candle_core::safetensors::save(&tensors, &path)
-                .map_err(|e| Error::weight_file(&path, e))?;
+            let bytes =
+                safetensors::serialize(&tensors, None).map_err(|e| Error::weight_file(&path, e))?;
+            std::fs::write(temp, bytes).map_err(|e| Error::io(temp, e))
         }
-        (_, None) => pytorch::save(state, &path)?,
-    }
+        (_, None) => pytorch::save(state, temp),
+    })?;
     Ok(path)
+}
+
+/// Fails when `dir` holds a weights file that a load would pick before the `format` file about
+/// to be written there (transformers' order: safetensors, PyTorch, TF), naming it: the next
+/// load must read what was just written.
+pub fn refuse_shadowing(dir: &Path, format: WeightFormat) -> Result<()> {
+    let written = weights_file_name(format);
+    let shadowing: Vec<&str> = crate::weights::CANDIDATES
+        .iter()
+        .map(|c| c.0)
+        .take_while(|&name| name != written)
+        .filter(|name| dir.join(name).is_file())
+        .collect();
+    if shadowing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::MissingFile {
+        dir: dir.to_path_buf(),
+        what: format!(
+            "already holds {}, which a later load would pick instead of the {written} being \
+             written; remove {} or choose another output directory",
+            shadowing.join(", "),
+            if shadowing.len() == 1 { "it" } else { "them" }
+        ),
+    })
+}
+
+/// Writes `path` through a temporary file in the same directory (`.<name>.partial`): `write`
+/// creates it (with the usual mode, following the umask), then it is synced and renamed over
+/// `path`, so a crash or a full disk never leaves a truncated file under the final name. The
+/// temporary file is removed on failure; one left by a killed process is replaced next time.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.partial"));
+    // A leftover of an earlier, killed write.
+    let _ = std::fs::remove_file(&temp);
+    let result = write(&temp).and_then(|()| {
+        std::fs::File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&temp, e))?;
+        std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+        // Persist the rename itself (best effort: not every platform opens directories).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
 }
 
 /// What a conversion read and wrote.
@@ -98,6 +155,7 @@ pub fn convert(
     let model = TaskModel::from_checkpoint(&checkpoint, config, None, &Device::Cpu)?;
     let kind = model.kind();
     let out_config = model.saved_config();
+    refuse_shadowing(dst, to)?;
     let weights = save_weights(&model.state_dict(), &out_config, kind, to, dst)?;
     out_config.save(dst)?;
     let mut files = vec![weights.clone(), dst.join("config.json")];

@@ -39,7 +39,18 @@ pub fn save(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
     zip.add("archive/version", b"3\n");
     let bytes = zip.finish().map_err(|e| Error::weight_file(path, e))?;
     let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(&bytes).map_err(|e| Error::io(path, e))
+    file.write_all(&bytes).map_err(|e| Error::io(path, e))?;
+    file.flush().map_err(|e| Error::io(path, e))
+}
+
+/// An uncompressed zip archive of `entries` laid out as PyTorch lays them (64-byte aligned
+/// data); for building test and fuzzing inputs for [`crate::pth`].
+pub fn zip_stored(entries: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let mut zip = ZipWriter::default();
+    for (name, data) in entries {
+        zip.add(name, data);
+    }
+    zip.finish().map_err(Error::input)
 }
 
 // ------------------------------------------------------------------------------------------

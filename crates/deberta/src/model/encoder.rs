@@ -13,7 +13,7 @@ use crate::model::attention::AttentionContext;
 use crate::model::conv::ConvLayer;
 use crate::model::fused::FusedEncoder;
 use crate::model::layer::DebertaV2Layer;
-use crate::nn::{layer_norm, LayerNorm};
+use crate::nn::{layer_norm, layer_norm_or_init, LayerNorm};
 use crate::params::{Derived, Param, ParamVersion};
 use crate::plan::{Backend, ExecutionPlan, KernelPlan};
 use crate::relative_position::{RelativeIndex, RelativeSlots};
@@ -86,6 +86,11 @@ impl DebertaV2Encoder {
                 max_relative_positions: cfg.max_relative_positions() as i64,
             })
         } else {
+            if cfg.norm_rel_layer_norm() {
+                // transformers defines encoder.LayerNorm for norm_rel_ebd "layer_norm" even
+                // without relative attention; never read, but held so a conversion writes it.
+                layer_norm_or_init(&w.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?;
+            }
             None
         };
         let layers = (0..cfg.num_hidden_layers)

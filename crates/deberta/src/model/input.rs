@@ -77,6 +77,7 @@ pub(crate) fn prepare(
     if b == 0 || l == 0 {
         return Err(Error::input(format!("input_ids is empty ({b}x{l})")));
     }
+    crate::limits::check_forward(cfg, b, l)?;
     let input_ids = checked_ids(
         &input.input_ids,
         "input_ids",

@@ -111,8 +111,15 @@ impl KerasH5 {
                 )
             })?;
         let mut entries = Vec::new();
+        // A shard of a sharded checkpoint (`save_pretrained(max_shard_size=...)`) lists datasets,
+        // named by the weight without the model name, instead of layer groups.
+        let sharded = layers.first().is_some_and(|n| file.dataset(n).is_ok());
         for layer in layers {
-            entries.extend(index_layer(path, &file, &layer)?);
+            if sharded {
+                entries.push(index_shard_dataset(path, &file, &layer)?);
+            } else {
+                entries.extend(index_layer(path, &file, &layer)?);
+            }
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -180,6 +187,61 @@ impl KerasH5 {
 }
 
 type Entry = (String, String, String, Vec<usize>);
+
+/// A weight of a shard file: the dataset `name` (`deberta/embeddings/.../weight:0`), presented
+/// like a Keras weight of layer `deberta` named `<model>/deberta/embeddings/.../weight:0`.
+fn index_shard_dataset(path: &Path, file: &File, name: &str) -> Result<Entry> {
+    let ds = file.dataset(name).map_err(|e| {
+        file_error(
+            path,
+            format!("dataset `{name}` (listed in layer_names) cannot be opened: {e}"),
+        )
+    })?;
+    let shape = ds
+        .shape()
+        .map_err(|e| file_error(path, format!("dataset `{name}`: {e}")))?
+        .into_iter()
+        .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
+    let layer = name.split('/').next().unwrap_or(name).to_string();
+    Ok((layer, format!("model/{name}"), name.to_string(), shape))
+}
+
+/// Writes `weights` (full Keras names) as one shard of a sharded TF checkpoint, laid out as
+/// transformers' TF `save_pretrained(max_shard_size=...)` writes it: one dataset per weight at
+/// its name without the model name, listed in the root attribute `layer_names`.
+pub fn write_shard(path: impl AsRef<Path>, weights: &[H5Weight]) -> Result<()> {
+    let path = path.as_ref();
+    let names: Vec<String> = weights
+        .iter()
+        .map(|w| {
+            w.name
+                .split_once('/')
+                .map_or(w.name.as_str(), |(_, r)| r)
+                .to_string()
+        })
+        .collect();
+    let mut builder = FileBuilder::new();
+    set_string_list(|n, v| builder.set_attr(n, v), "layer_names", &names);
+    let mut tree = Tree::default();
+    for (weight, name) in weights.iter().zip(&names) {
+        tree.insert(name, weight);
+    }
+    if let Some((name, _)) = tree.datasets.first() {
+        return Err(file_error(
+            path,
+            format!("weight `{name}` is not inside a layer"),
+        ));
+    }
+    for (name, sub) in &tree.groups {
+        let mut group = builder.create_group(name);
+        sub.write_into(&mut group)?;
+        builder.add_group(group.finish());
+    }
+    builder
+        .write(path)
+        .map_err(|e| file_error(path, format!("writing HDF5: {e}")))
+}
 
 fn index_layer(path: &Path, file: &File, layer: &str) -> Result<Vec<Entry>> {
     let group = file.group(layer).map_err(|e| {

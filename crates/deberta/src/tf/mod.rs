@@ -22,7 +22,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::{Error, Result};
-pub use h5::{H5Layer, H5Weight, KerasH5};
+pub use h5::{write_shard, H5Layer, H5Weight, KerasH5};
 pub use names::{pt_to_tf, tf_to_pt, Layout};
 
 /// Where a PyTorch-named tensor lives in the Keras file.
