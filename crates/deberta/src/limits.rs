@@ -2,8 +2,8 @@
 //! oversized input, config or benchmark shape ends in a named error instead of an allocation
 //! failure that aborts the process.
 //!
-//! The limit is, in order: [`set_max_memory`] (the CLI's `--max-memory`), the
-//! `DEBERTA_MAX_MEMORY` environment variable, else 80% of the smaller of physical memory
+//! The limit is [`set_max_memory`] (the CLI's `--max-memory` or `DEBERTA_MAX_MEMORY`, read by
+//! the CLI: the library reads no environment variable), else 80% of the smaller of physical memory
 //! (`MemTotal` in `/proc/meminfo`) and the address-space limit (`ulimit -v`). Where neither can
 //! be read, 64 GiB.
 
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::DebertaV2Config;
 use crate::{Error, Result};
 
-/// 0 = not set: use the environment or the default.
+/// 0 = not set: use the default.
 static MAX_MEMORY: AtomicU64 = AtomicU64::new(0);
 
 /// [`default_max_memory`], read once.
@@ -29,11 +29,7 @@ pub fn set_max_memory(bytes: Option<u64>) {
 /// The memory limit in bytes now in force.
 pub fn max_memory() -> u64 {
     match MAX_MEMORY.load(Ordering::Relaxed) {
-        0 => std::env::var("DEBERTA_MAX_MEMORY")
-            .ok()
-            .and_then(|v| parse_size(&v).ok())
-            .filter(|&v| v > 0)
-            .unwrap_or_else(|| *DEFAULT.get_or_init(default_max_memory)),
+        0 => *DEFAULT.get_or_init(default_max_memory),
         set => set,
     }
 }
