@@ -1,6 +1,7 @@
 //! The `deberta` command.
 
 mod commands;
+mod jsonl;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

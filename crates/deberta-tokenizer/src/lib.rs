@@ -7,7 +7,6 @@
 //!   `tokenizer.json` or converted from `spm.model` like `DebertaV2Converter`.
 //! * [`Tokenizer`]: one API over both (single texts, pairs, batches, truncation with overflow
 //!   windows, padding, character offsets, word ids, decoding).
-//! * [`run_tokenize_jsonl`]: the `deberta tokenize` command.
 //!
 //! ```no_run
 //! use deberta_tokenizer::{EncodeOptions, Tokenizer};
@@ -26,7 +25,6 @@ mod convert;
 pub mod encoding;
 mod error;
 pub mod fast;
-pub mod jsonl;
 mod normalizer;
 pub mod proto;
 pub mod slow;
@@ -43,9 +41,6 @@ pub use encoding::{
 };
 pub use error::{Error, Result};
 pub use fast::FastTokenizer;
-pub use jsonl::{
-    run_tokenize_jsonl, run_tokenize_jsonl_with, JsonlSummary, PaddingMode, TokenizeOptions,
-};
 pub use slow::SlowTokenizer;
 pub use spm::{SentencePiece, SpmPiece};
 pub use tokenizer::{flatten_overflow, Impl, Tokenizer};
