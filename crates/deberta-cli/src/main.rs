@@ -1,6 +1,7 @@
 //! The `deberta` command.
 
 mod commands;
+mod json_input;
 mod jsonl;
 
 use anyhow::Result;

@@ -25,7 +25,6 @@ mod cpu;
 mod error;
 pub mod export;
 pub mod heads;
-pub mod json_input;
 pub mod loss;
 mod mmap_safetensors;
 pub mod model;

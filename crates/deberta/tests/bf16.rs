@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::{safetensors, Device, Tensor};
-use deberta::json_input::ForwardInputs;
+use common::ForwardInputs;
 use deberta::{DebertaV2Model, ForwardOptions, LinearFormat};
 
 /// Same rounding on both sides, so the outputs agree to f32 accumulation order (the median

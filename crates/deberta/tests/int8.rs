@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{safetensors, Device};
-use deberta::json_input::ForwardInputs;
+use common::ForwardInputs;
 use deberta::{DebertaV2Model, ForwardOptions, LinearFormat};
 
 /// Hidden states are LayerNorm outputs of size ~1; int8 with per-row / per-channel scales moves
