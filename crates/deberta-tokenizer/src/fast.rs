@@ -141,4 +141,21 @@ impl FastTokenizer {
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
     }
+
+    /// The id of `token` in the vocabulary or the added tokens (`None` when it is neither, where
+    /// `convert_tokens_to_ids` answers the unknown id).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// `convert_tokens_to_string`: the `tokenizer.json` decoder over token strings (their
+    /// concatenation when there is no decoder).
+    pub fn convert_tokens_to_string<S: AsRef<str>>(&self, tokens: &[S]) -> Result<String> {
+        use tokenizers::Decoder;
+        let tokens: Vec<String> = tokens.iter().map(|t| t.as_ref().to_string()).collect();
+        match self.inner.get_decoder() {
+            Some(decoder) => guarded(|| decoder.decode(tokens)),
+            None => Ok(tokens.concat()),
+        }
+    }
 }
