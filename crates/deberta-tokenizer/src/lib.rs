@@ -19,20 +19,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod added;
-mod bpe;
 pub mod config;
-mod convert;
 pub mod encoding;
 mod error;
 pub mod fast;
-mod normalizer;
-pub mod proto;
 pub mod slow;
 pub mod spm;
 mod text;
 mod tokenizer;
-mod trie;
-mod unigram;
+
+/// The `spm.model` protobuf, now [`spm::model`] (kept under its former path).
+pub use spm::model as proto;
 
 pub use config::{AddedToken, Side, SpecialTokenNames, TokenizerConfig};
 pub use encoding::{

@@ -12,7 +12,7 @@ use crate::config::{AddedToken, TokenizerConfig};
 use crate::encoding::{RawEncoding, SpecialIds};
 use crate::error::{Error, Result};
 use crate::spm::SentencePiece;
-use crate::normalizer::SPACE_SYMBOL;
+use crate::spm::SPACE_SYMBOL;
 use crate::text::{clean_up_tokenization, is_punctuation, CharIndex, Lowered};
 
 /// transformers' `DebertaV2Tokenizer`.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::config::{AddedToken, TokenizerConfig};
-use crate::proto::{ModelProto, ModelType, PieceType};
+use crate::spm::model::{ModelProto, ModelType, PieceType};
 
 /// Standard base64 (with padding), as Python's `base64.b64encode`.
 fn base64(bytes: &[u8]) -> String {

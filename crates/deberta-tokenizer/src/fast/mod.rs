@@ -1,16 +1,18 @@
 //! `DebertaV2TokenizerFast`: the HF `tokenizers` pipeline from `tokenizer.json` (or converted
-//! from `spm.model`), with character offsets as Python reports them.
+//! from `spm.model` by [`convert`]), with character offsets as Python reports them.
+
+mod convert;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::str::FromStr;
 
 use crate::config::TokenizerConfig;
-use crate::convert::tokenizer_json;
 use crate::encoding::{RawEncoding, SpecialIds};
 use crate::error::{Error, Result};
 use crate::spm::SentencePiece;
 use crate::text::clean_up_tokenization;
+use convert::tokenizer_json;
 
 /// transformers' `DebertaV2TokenizerFast`.
 #[derive(Clone)]
