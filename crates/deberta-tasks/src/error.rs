@@ -1,4 +1,5 @@
-//! Errors of the task layer. Each names the input or option at fault.
+//! Errors of the task layer. Each names the input or option at fault; a cause is chained as the
+//! error's `source`, never repeated in its message.
 
 use std::path::PathBuf;
 
@@ -25,23 +26,23 @@ pub enum Error {
     #[error("the model cannot run this task: {0}")]
     Model(String),
     /// A hub id could not be resolved to a local directory.
-    #[error("cannot resolve model `{id}` (cache: {cache}): {reason}")]
+    #[error("cannot resolve model `{id}` (cache: {cache})")]
     Hub {
         /// The hub id.
         id: String,
         /// The cache directory searched.
         cache: PathBuf,
         /// Why.
-        reason: String,
+        source: crate::hub::HubError,
     },
-    /// The tokenizer failed.
-    #[error("tokenizer: {0}")]
+    /// The tokenizer failed (its error, which names the file or input, as is).
+    #[error(transparent)]
     Tokenizer(#[from] deberta_tokenizer::Error),
     /// Loading or running the model failed.
-    #[error("model: {0}")]
+    #[error(transparent)]
     Deberta(#[from] deberta::Error),
     /// A tensor operation failed.
-    #[error("tensor: {0}")]
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
