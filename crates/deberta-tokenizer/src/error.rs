@@ -23,6 +23,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// `spm.model` is not a valid protobuf `ModelProto` (truncated, wrong wire types, ...).
+    #[error("invalid sentencepiece model: not a ModelProto")]
+    SpmDecode(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The sentencepiece model parsed but is not usable (duplicate piece, no `<unk>`, ...).
     #[error("unsupported sentencepiece model: {0}")]
     SpmModel(String),

@@ -1,9 +1,9 @@
-//! A minimal reader for the sentencepiece `ModelProto` (`spm.model`).
+//! The sentencepiece `ModelProto` (`spm.model`): the fields that affect encoding.
 //!
-//! Only the protobuf wire format is implemented (varints, 64/32-bit fixed values and
-//! length-delimited fields); unknown fields are skipped, as protobuf requires. Writing a full
-//! protobuf dependency for a dozen fields was not worth it. Field numbers follow
-//! `sentencepiece_model.proto` (sentencepiece 0.2.x).
+//! The protobuf wire format is decoded by `prost` from derive structs that mirror the used part
+//! of `sentencepiece_model.proto` (sentencepiece 0.2.x; no build script, no protoc); unknown
+//! fields are skipped, as protobuf requires. Enum fields are read as plain integers and checked
+//! here, so an unknown piece or model type is an error naming the field.
 
 use crate::error::{Error, Result};
 
@@ -127,228 +127,140 @@ pub struct ModelProto {
     pub normalizer_spec: NormalizerSpec,
 }
 
-/// A protobuf field value as it appears on the wire.
-enum Value<'a> {
-    Varint(u64),
-    Fixed64,
-    Bytes(&'a [u8]),
-    Fixed32(u32),
+/// Derive structs for the protobuf wire format (field numbers of `sentencepiece_model.proto`).
+/// Every field is optional, as in proto2; absent fields take the defaults of the `.proto`.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        #[prost(message, repeated, tag = "1")]
+        pub pieces: Vec<SentencePiece>,
+        #[prost(message, optional, tag = "2")]
+        pub trainer_spec: Option<TrainerSpec>,
+        #[prost(message, optional, tag = "3")]
+        pub normalizer_spec: Option<NormalizerSpec>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SentencePiece {
+        #[prost(string, optional, tag = "1")]
+        pub piece: Option<String>,
+        #[prost(float, optional, tag = "2")]
+        pub score: Option<f32>,
+        /// `Type`, checked by [`super::PieceType::from_wire`].
+        #[prost(uint64, optional, tag = "3")]
+        pub kind: Option<u64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TrainerSpec {
+        /// `ModelType`, checked when converted.
+        #[prost(uint64, optional, tag = "3")]
+        pub model_type: Option<u64>,
+        #[prost(bool, optional, tag = "24")]
+        pub treat_whitespace_as_suffix: Option<bool>,
+        #[prost(bool, optional, tag = "35")]
+        pub byte_fallback: Option<bool>,
+        #[prost(string, optional, tag = "44")]
+        pub unk_surface: Option<String>,
+        #[prost(string, optional, tag = "45")]
+        pub unk_piece: Option<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NormalizerSpec {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(bytes = "vec", optional, tag = "2")]
+        pub precompiled_charsmap: Option<Vec<u8>>,
+        #[prost(bool, optional, tag = "3")]
+        pub add_dummy_prefix: Option<bool>,
+        #[prost(bool, optional, tag = "4")]
+        pub remove_extra_whitespaces: Option<bool>,
+        #[prost(bool, optional, tag = "5")]
+        pub escape_whitespaces: Option<bool>,
+    }
 }
 
-/// Sequential reader over a protobuf message.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    context: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], context: &'static str) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            context,
-        }
-    }
-
-    fn err(&self, reason: impl Into<String>) -> Error {
-        Error::proto(
-            format!("{} (byte offset {})", self.context, self.pos),
-            reason,
-        )
-    }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| self.err("truncated varint"))?;
-            self.pos += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(self.err("varint longer than 10 bytes"))
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.err(format!("field of {n} bytes runs past the end")))?;
-        let out = self.buf.get(self.pos..end).unwrap_or_default();
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// Reads the next `(field number, value)`, or `None` at the end of the message.
-    fn next_field(&mut self) -> Result<Option<(u64, Value<'a>)>> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let field = key >> 3;
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Value::Fixed64
-            }
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| self.err("huge length"))?;
-                Value::Bytes(self.take(len)?)
-            }
-            5 => Value::Fixed32(u32::from_le_bytes(fixed(self.take(4)?))),
-            wire => return Err(self.err(format!("unsupported wire type {wire}"))),
+impl Piece {
+    fn from_wire(i: usize, p: wire::SentencePiece) -> Result<Self> {
+        let kind = match p.kind {
+            None => PieceType::Normal,
+            Some(t) => PieceType::from_wire(t).ok_or_else(|| {
+                Error::proto(
+                    format!("ModelProto.pieces[{i}].type"),
+                    format!("unknown type {t}"),
+                )
+            })?,
         };
-        Ok(Some((field, value)))
+        Ok(Piece {
+            piece: p.piece.unwrap_or_default(),
+            score: p.score.unwrap_or(0.0),
+            kind,
+        })
     }
 }
 
-/// Copies a slice of known length into an array (the caller guarantees the length).
-fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    for (o, b) in out.iter_mut().zip(bytes) {
-        *o = *b;
-    }
-    out
-}
-
-fn expect_varint(v: &Value<'_>, what: &str) -> Result<u64> {
-    match v {
-        Value::Varint(x) => Ok(*x),
-        _ => Err(Error::proto(what, "expected a varint")),
-    }
-}
-
-fn expect_bytes<'a>(v: &Value<'a>, what: &str) -> Result<&'a [u8]> {
-    match v {
-        Value::Bytes(b) => Ok(b),
-        _ => Err(Error::proto(what, "expected a length-delimited field")),
-    }
-}
-
-fn expect_string(v: &Value<'_>, what: &str) -> Result<String> {
-    let bytes = expect_bytes(v, what)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| Error::proto(what, "not valid UTF-8"))
-}
-
-fn expect_f32(v: &Value<'_>, what: &str) -> Result<f32> {
-    match v {
-        Value::Fixed32(x) => Ok(f32::from_bits(*x)),
-        _ => Err(Error::proto(what, "expected a 32-bit float")),
-    }
-}
-
-fn parse_piece(buf: &[u8]) -> Result<Piece> {
-    let mut r = Reader::new(buf, "ModelProto.pieces");
-    let mut piece = Piece {
-        piece: String::new(),
-        score: 0.0,
-        kind: PieceType::Normal,
-    };
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            1 => piece.piece = expect_string(&v, "SentencePiece.piece")?,
-            2 => piece.score = expect_f32(&v, "SentencePiece.score")?,
-            3 => {
-                let t = expect_varint(&v, "SentencePiece.type")?;
-                piece.kind = PieceType::from_wire(t).ok_or_else(|| {
-                    Error::proto("SentencePiece.type", format!("unknown type {t}"))
-                })?;
+impl TrainerSpec {
+    fn from_wire(t: wire::TrainerSpec) -> Result<Self> {
+        let default = TrainerSpec::default();
+        let model_type = match t.model_type {
+            None | Some(1) => ModelType::Unigram,
+            Some(2) => ModelType::Bpe,
+            Some(3) => ModelType::Word,
+            Some(4) => ModelType::Char,
+            Some(other) => {
+                return Err(Error::proto(
+                    "TrainerSpec.model_type",
+                    format!("unknown model type {other}"),
+                ))
             }
-            _ => {}
+        };
+        Ok(TrainerSpec {
+            model_type,
+            byte_fallback: t.byte_fallback.unwrap_or(default.byte_fallback),
+            treat_whitespace_as_suffix: t
+                .treat_whitespace_as_suffix
+                .unwrap_or(default.treat_whitespace_as_suffix),
+            unk_surface: t.unk_surface.unwrap_or(default.unk_surface),
+            unk_piece: t.unk_piece.unwrap_or(default.unk_piece),
+        })
+    }
+}
+
+impl NormalizerSpec {
+    fn from_wire(n: wire::NormalizerSpec) -> Self {
+        let default = NormalizerSpec::default();
+        NormalizerSpec {
+            name: n.name.unwrap_or(default.name),
+            precompiled_charsmap: n.precompiled_charsmap.unwrap_or_default(),
+            add_dummy_prefix: n.add_dummy_prefix.unwrap_or(default.add_dummy_prefix),
+            remove_extra_whitespaces: n
+                .remove_extra_whitespaces
+                .unwrap_or(default.remove_extra_whitespaces),
+            escape_whitespaces: n.escape_whitespaces.unwrap_or(default.escape_whitespaces),
         }
     }
-    Ok(piece)
-}
-
-fn parse_trainer_spec(buf: &[u8]) -> Result<TrainerSpec> {
-    let mut r = Reader::new(buf, "ModelProto.trainer_spec");
-    let mut spec = TrainerSpec::default();
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            3 => {
-                spec.model_type = match expect_varint(&v, "TrainerSpec.model_type")? {
-                    1 => ModelType::Unigram,
-                    2 => ModelType::Bpe,
-                    3 => ModelType::Word,
-                    4 => ModelType::Char,
-                    t => {
-                        return Err(Error::proto(
-                            "TrainerSpec.model_type",
-                            format!("unknown model type {t}"),
-                        ))
-                    }
-                }
-            }
-            24 => {
-                spec.treat_whitespace_as_suffix =
-                    expect_varint(&v, "TrainerSpec.treat_whitespace_as_suffix")? != 0
-            }
-            35 => spec.byte_fallback = expect_varint(&v, "TrainerSpec.byte_fallback")? != 0,
-            44 => spec.unk_surface = expect_string(&v, "TrainerSpec.unk_surface")?,
-            45 => spec.unk_piece = expect_string(&v, "TrainerSpec.unk_piece")?,
-            _ => {}
-        }
-    }
-    Ok(spec)
-}
-
-fn parse_normalizer_spec(buf: &[u8]) -> Result<NormalizerSpec> {
-    let mut r = Reader::new(buf, "ModelProto.normalizer_spec");
-    let mut spec = NormalizerSpec::default();
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            1 => spec.name = expect_string(&v, "NormalizerSpec.name")?,
-            2 => {
-                spec.precompiled_charsmap =
-                    expect_bytes(&v, "NormalizerSpec.precompiled_charsmap")?.to_vec()
-            }
-            3 => spec.add_dummy_prefix = expect_varint(&v, "NormalizerSpec.add_dummy_prefix")? != 0,
-            4 => {
-                spec.remove_extra_whitespaces =
-                    expect_varint(&v, "NormalizerSpec.remove_extra_whitespaces")? != 0
-            }
-            5 => {
-                spec.escape_whitespaces =
-                    expect_varint(&v, "NormalizerSpec.escape_whitespaces")? != 0
-            }
-            _ => {}
-        }
-    }
-    Ok(spec)
 }
 
 impl ModelProto {
     /// Parses a serialized `ModelProto` (the content of `spm.model`).
     pub fn parse(buf: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(buf, "ModelProto");
-        let mut model = ModelProto::default();
-        while let Some((field, v)) = r.next_field()? {
-            match field {
-                1 => model
-                    .pieces
-                    .push(parse_piece(expect_bytes(&v, "ModelProto.pieces")?)?),
-                2 => {
-                    model.trainer_spec =
-                        parse_trainer_spec(expect_bytes(&v, "ModelProto.trainer_spec")?)?
-                }
-                3 => {
-                    model.normalizer_spec =
-                        parse_normalizer_spec(expect_bytes(&v, "ModelProto.normalizer_spec")?)?
-                }
-                _ => {}
-            }
-        }
-        if model.pieces.is_empty() {
+        let raw = <wire::ModelProto as prost::Message>::decode(buf)
+            .map_err(|e| Error::SpmDecode(Box::new(e)))?;
+        let pieces = raw
+            .pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Piece::from_wire(i, p))
+            .collect::<Result<Vec<_>>>()?;
+        if pieces.is_empty() {
             return Err(Error::proto("ModelProto.pieces", "the vocabulary is empty"));
         }
-        Ok(model)
+        Ok(ModelProto {
+            pieces,
+            trainer_spec: TrainerSpec::from_wire(raw.trainer_spec.unwrap_or_default())?,
+            normalizer_spec: NormalizerSpec::from_wire(raw.normalizer_spec.unwrap_or_default()),
+        })
     }
 }
 
@@ -368,5 +280,34 @@ mod tests {
         assert!(ModelProto::parse(&msg[..msg.len() - 1]).is_err());
         assert!(ModelProto::parse(&[]).is_err());
         assert!(ModelProto::parse(&[0xff; 12]).is_err());
+    }
+
+    #[test]
+    fn protobuf_rules() {
+        let piece = [0x0a, 0x01, b'a', 0x18, 0x02];
+        let mut msg = vec![0x0a, piece.len() as u8];
+        msg.extend_from_slice(&piece);
+        // Field number 0 is invalid protobuf (as for sentencepiece's C++ reader).
+        let mut zero = msg.clone();
+        zero.extend_from_slice(&[0x00, 0x01]);
+        assert!(matches!(ModelProto::parse(&zero), Err(Error::SpmDecode(_))));
+        // The last value of a repeated scalar wins, even after an invalid one.
+        let mut twice = msg.clone();
+        twice.extend_from_slice(&[0x12, 0x04, 0x18, 0x09, 0x18, 0x02]);
+        let m = ModelProto::parse(&twice).unwrap();
+        assert_eq!(m.trainer_spec.model_type, ModelType::Bpe);
+        assert_eq!(m.pieces[0].kind, PieceType::Unknown);
+        // Unknown enum values are errors naming the field.
+        let mut bad = msg.clone();
+        bad.extend_from_slice(&[0x12, 0x02, 0x18, 0x09]);
+        let err = ModelProto::parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("TrainerSpec.model_type: unknown model type 9"),
+            "{err}"
+        );
+        // Defaults of the .proto for absent fields.
+        let m = ModelProto::parse(&msg).unwrap();
+        assert!(m.normalizer_spec.add_dummy_prefix && m.normalizer_spec.escape_whitespaces);
+        assert_eq!(m.trainer_spec.unk_surface, " \u{2047} ");
     }
 }
