@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Files a checkpoint directory may hold; the first group is required.
+/// Files a checkpoint directory must hold.
 const REQUIRED: [&str; 1] = ["config.json"];
+/// Files a checkpoint directory may hold (downloaded when the repository has them).
+#[cfg(feature = "hub")]
 const OPTIONAL: [&str; 6] = [
     "tokenizer.json",
     "tokenizer_config.json",
