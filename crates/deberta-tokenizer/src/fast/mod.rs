@@ -1,5 +1,5 @@
 //! `DebertaV2TokenizerFast`: the HF `tokenizers` pipeline from `tokenizer.json` (or converted
-//! from `spm.model` by [`convert`]), with character offsets as Python reports them.
+//! from `spm.model` by `convert.rs`), with character offsets as Python reports them.
 
 mod convert;
 
