@@ -8,7 +8,8 @@ What it writes:
 * one tiny random DeBERTa-v3-style checkpoint per task (hidden size 8, so the real 128,100-row
   embedding stays small; weights stored f16, outputs computed from the same f16-rounded weights
   in f32) with meaningful labels; every checkpoint uses the real DeBERTa-v3 tokenizer
-  (`tokenizer.json` is a symlink to the copy in crates/deberta-tokenizer/tests/fixtures);
+  (`tokenizer.json` is a copy of the one in crates/deberta-tokenizer/tests/fixtures; git stores
+  identical files once, and a real file keeps each fixture directory self-contained);
 * `cases.json`: inputs, options and the pipeline outputs.
 
 transformers 5.24 has fill-mask, text-classification, zero-shot-classification and
@@ -70,7 +71,7 @@ MODELS = {
     "qa": ("DebertaV2ForQuestionAnswering", {}, {}, 4),
     "choice": ("DebertaV2ForMultipleChoice", {}, {}, 5),
 }
-# Same weights as `nli` (symlinked), another config: entailment last, upper case, multi-label.
+# Same weights as `nli` (a copy), another config: entailment last, upper case, multi-label.
 NLI_ALT = dict(id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"},
                problem_type="multi_label_classification")
 
@@ -152,10 +153,10 @@ CHOICE = [
 
 def tokenizer_files(dst, overrides):
     os.makedirs(dst, exist_ok=True)
-    link = os.path.join(dst, "tokenizer.json")
-    if os.path.lexists(link):
-        os.remove(link)
-    os.symlink(os.path.relpath(os.path.join(TOK_SRC, "tokenizer.json"), dst), link)
+    path = os.path.join(dst, "tokenizer.json")
+    if os.path.lexists(path):
+        os.remove(path)
+    shutil.copyfile(os.path.join(TOK_SRC, "tokenizer.json"), path)
     for name in ("special_tokens_map.json", "added_tokens.json"):
         shutil.copy(os.path.join(TOK_SRC, name), os.path.join(dst, name))
     with open(os.path.join(TOK_SRC, "tokenizer_config.json")) as f:
@@ -203,10 +204,10 @@ def build_models():
     cfg["problem_type"] = NLI_ALT["problem_type"]
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    link = os.path.join(d, "model.safetensors")
-    if os.path.lexists(link):
-        os.remove(link)
-    os.symlink("../nli/model.safetensors", link)
+    path = os.path.join(d, "model.safetensors")
+    if os.path.lexists(path):
+        os.remove(path)
+    shutil.copyfile(os.path.join(os.path.dirname(d), "nli", "model.safetensors"), path)
 
 
 def load(name, cls):

@@ -1,6 +1,8 @@
 //! The `deberta` command.
 
 mod commands;
+mod json_input;
+mod jsonl;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

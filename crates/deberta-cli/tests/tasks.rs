@@ -14,7 +14,13 @@ fn model(name: &str) -> String {
 }
 
 /// Runs `deberta <args>` with `stdin`; returns (success, stdout, stderr).
-fn deberta(args: &[&str], stdin: &str) -> (bool, String, String) {
+fn deberta(args: &[&str], stdin: impl AsRef<[u8]>) -> (bool, String, String) {
+    let (code, out, err) = deberta_code(args, stdin.as_ref());
+    (code == Some(0), out, err)
+}
+
+/// Runs `deberta <args>` with `stdin`; returns (exit code, stdout, stderr).
+fn deberta_code(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_deberta"))
         .args(args)
         .env("HF_HUB_OFFLINE", "1")
@@ -23,15 +29,10 @@ fn deberta(args: &[&str], stdin: &str) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -85,6 +86,116 @@ fn fill_mask_single_and_jsonl_with_bad_lines() {
         2,
         "two masks: one list per mask"
     );
+}
+
+#[test]
+fn jsonl_bad_lines_of_every_kind_are_answered_in_order_and_fail_the_job() {
+    let m = model("nli");
+    // Line 3 holds an invalid UTF-8 byte, line 4 is blank (skipped, but counted), line 5 is cut
+    // short, line 6 is not JSON, line 7 has an unknown field, line 8 an ill-typed one; the good
+    // lines around them are still answered, in order.
+    let input = b"{\"text\": \"A man is eating.\"}\n{\"text\": \"Hello\", \"text_pair\": \"Hi\"}\n{\"text\": \"caf\xe9\"}\n\n{\"text\": \nnot json\n{\"text\": \"x\", \"label\": 1}\n{\"text\": [1]}\n{\"text\": \"Last one.\"}\n";
+    let args = [
+        "classify",
+        "--model",
+        &m,
+        "--batch-size",
+        "2",
+        "--top-k",
+        "all",
+    ];
+    let (code, out, err) = deberta_code(&args, input);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("5 of 8 lines failed: line(s) 3, 5, 6, 7, 8"),
+        "{err}"
+    );
+    let out = lines(&out);
+    assert_eq!(out.len(), 8);
+    let numbered: Vec<Option<u64>> = out.iter().map(|v| v["line"].as_u64()).collect();
+    assert_eq!(
+        numbered,
+        [
+            None,
+            None,
+            Some(3),
+            Some(5),
+            Some(6),
+            Some(7),
+            Some(8),
+            None
+        ]
+    );
+    for good in [0, 1, 7] {
+        assert_eq!(out[good].as_array().unwrap().len(), 3, "{}", out[good]);
+    }
+    let error = |i: usize| out[i]["error"].as_str().unwrap().to_string();
+    assert!(error(2).contains("invalid UTF-8"), "{}", error(2));
+    assert!(error(3).contains("malformed JSON"), "{}", error(3));
+    assert!(error(4).contains("malformed JSON"), "{}", error(4));
+    assert!(
+        error(5).contains("unknown field `label`, expected `text` or `text_pair`"),
+        "{}",
+        error(5)
+    );
+    assert!(error(6).contains("invalid type"), "{}", error(6));
+
+    // A job where every line is good exits 0.
+    let (code, out, err) = deberta_code(
+        &["classify", "--model", &m],
+        b"{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines(&out).len(), 2);
+}
+
+#[test]
+fn every_command_rejects_unknown_jsonl_fields_naming_them() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "fill-mask",
+            "fill_mask",
+            r#"{"text": "[MASK]", "txt": 1}"#,
+            "`txt`",
+        ),
+        ("ner", "ner", r#"{"text": "Zoë", "lang": "fr"}"#, "`lang`"),
+        ("classify", "nli", r#"{"text": "a", "pair": "b"}"#, "`pair`"),
+        (
+            "zero-shot",
+            "nli",
+            r#"{"text": "a", "labels": ["x"]}"#,
+            "`labels`",
+        ),
+        (
+            "qa",
+            "qa",
+            r#"{"question": "q?", "context": "c.", "id": 3}"#,
+            "`id`",
+        ),
+        (
+            "choice",
+            "choice",
+            r#"{"prompt": "p", "choices": ["a"], "answer": 0}"#,
+            "`answer`",
+        ),
+    ];
+    for (command, fixture, line, field) in cases {
+        let m = model(fixture);
+        let mut args = vec![command, "--model", &m];
+        if command == "zero-shot" {
+            args.extend(["--labels", "x,y"]);
+        }
+        let (code, out, err) = deberta_code(&args, format!("{line}\n").as_bytes());
+        assert_eq!(code, Some(1), "{command}: {err}");
+        let out = lines(&out);
+        assert_eq!(out.len(), 1, "{command}");
+        assert_eq!(out[0]["line"], 1, "{command}");
+        let message = out[0]["error"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("unknown field {field}, expected")),
+            "{command}: {message}"
+        );
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Errors of the task layer. Each names the input or option at fault.
+//! Errors of the task layer. Each names the input or option at fault; a cause is chained as the
+//! error's `source`, never repeated in its message.
 
 use std::path::PathBuf;
 
@@ -25,38 +26,25 @@ pub enum Error {
     #[error("the model cannot run this task: {0}")]
     Model(String),
     /// A hub id could not be resolved to a local directory.
-    #[error("cannot resolve model `{id}` (cache: {cache}): {reason}")]
+    #[error("cannot resolve model `{id}` (cache: {cache})")]
     Hub {
         /// The hub id.
         id: String,
         /// The cache directory searched.
         cache: PathBuf,
         /// Why.
-        reason: String,
+        source: crate::hub::HubError,
     },
-    // The wrapped errors are part of the message, not chained as sources: `{:#}` chains
-    // (anyhow) would print each cause twice ("model: X: X").
-    /// The tokenizer failed.
-    #[error("tokenizer: {0}")]
-    Tokenizer(deberta_tokenizer::Error),
+    /// The tokenizer failed (its error, which names the file or input, as is).
+    #[error(transparent)]
+    Tokenizer(#[from] deberta_tokenizer::Error),
     /// Loading or running the model failed.
-    #[error("model: {0}")]
-    Deberta(deberta::Error),
-    /// A tensor operation failed.
-    #[error("tensor: {}", deberta::error_message_of_candle(.0))]
+    #[error(transparent)]
+    Deberta(#[from] deberta::Error),
+    /// A tensor operation failed (candle's message without the backtrace it attaches when
+    /// `RUST_BACKTRACE` is set; not chained, so printed once).
+    #[error("{}", deberta::error_message_of_candle(.0))]
     Candle(candle_core::Error),
-}
-
-impl From<deberta_tokenizer::Error> for Error {
-    fn from(e: deberta_tokenizer::Error) -> Self {
-        Error::Tokenizer(e)
-    }
-}
-
-impl From<deberta::Error> for Error {
-    fn from(e: deberta::Error) -> Self {
-        Error::Deberta(e)
-    }
 }
 
 impl From<candle_core::Error> for Error {

@@ -54,7 +54,7 @@ pub mod zero_shot;
 pub use engine::{Engine, EngineOptions, Feature, UnitOutput};
 pub use error::{Error, Result};
 pub use fill_mask::{FillMask, FillMaskOptions, FillMaskOutput, FillMaskPrediction};
-pub use hub::resolve_model;
+pub use hub::{resolve_model, HubError};
 pub use multiple_choice::{ChoiceInput, MultipleChoice, ScoredChoice};
 pub use question_answering::{Answer, QaInput, QaOptions, QaOutput, QuestionAnswering};
 pub use text_classification::{

@@ -16,8 +16,10 @@ use crate::engine::{run_items, Engine, Feature, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{non_empty, softmax};
 
-/// A prompt and its choices.
+/// A prompt and its choices. Unknown fields are rejected when deserialising (naming the field and the
+/// accepted ones), the rule for every JSON input of the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChoiceInput {
     /// The prompt (question, sentence start).
     pub prompt: String,

@@ -17,8 +17,10 @@ use crate::engine::{run_items, Engine, Feature, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{char_slice, model_max_length, non_empty};
 
-/// One question about one context.
+/// One question about one context. Unknown fields are rejected when deserialising (naming the field and the
+/// accepted ones), the rule for every JSON input of the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QaInput {
     /// The question.
     pub question: String,

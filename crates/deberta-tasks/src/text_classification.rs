@@ -65,8 +65,10 @@ pub struct ClassifyOptions {
     pub function_to_apply: Option<ScoreFunction>,
 }
 
-/// One text, or a pair (`text_pair`).
+/// One text, or a pair (`text_pair`). Unknown fields are rejected when deserialising (naming the field and the
+/// accepted ones), the rule for every JSON input of the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassifyInput {
     /// The text.
     pub text: String,

@@ -44,34 +44,14 @@ pub fn non_empty(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// The id of a vocabulary entry or added token, if the tokenizer has it as one token.
+/// The id of a vocabulary entry or added token (`get_vocab()[token]`), if there is one.
 pub fn token_to_id(tokenizer: &Tokenizer, token: &str) -> Option<u32> {
-    match tokenizer {
-        Tokenizer::Fast(t) => t.inner().token_to_id(token),
-        Tokenizer::Slow(_) => {
-            let raw = tokenizer.encode_raw(token).ok()?;
-            match (raw.ids.as_slice(), raw.tokens.first()) {
-                ([id], Some(t)) if t == token => Some(*id),
-                _ => None,
-            }
-        }
-    }
+    tokenizer.token_to_id(token)
 }
 
 /// transformers' `convert_tokens_to_string` (the tokenizer's decoder over token strings).
 pub fn tokens_to_string(tokenizer: &Tokenizer, tokens: &[String]) -> Result<String> {
-    match tokenizer {
-        Tokenizer::Fast(t) => match t.inner().get_decoder() {
-            Some(decoder) => {
-                use tokenizers::Decoder;
-                decoder
-                    .decode(tokens.to_vec())
-                    .map_err(|e| Error::Model(format!("decoder: {e}")))
-            }
-            None => Ok(tokens.concat()),
-        },
-        Tokenizer::Slow(t) => Ok(t.convert_tokens_to_string(tokens)),
-    }
+    Ok(tokenizer.convert_tokens_to_string(tokens)?)
 }
 
 /// The id of a special token named in `tokenizer_config.json` (`[MASK]`, `[UNK]`).

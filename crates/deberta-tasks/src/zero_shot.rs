@@ -39,8 +39,10 @@ impl CandidateLabels {
     }
 }
 
-/// One input.
+/// One input. Unknown fields are rejected when deserialising (naming the field and the
+/// accepted ones), the rule for every JSON input of the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZeroShotInput {
     /// The text to classify.
     #[serde(alias = "sequence")]

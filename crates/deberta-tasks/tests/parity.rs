@@ -53,10 +53,13 @@ fn compare(got: &Value, want: &Value, path: &str) -> f64 {
     }
 }
 
-/// Runs every case of `task` and checks it; returns the max score difference.
+/// Runs every case of `task` and checks it; returns the max score difference. Fails when the
+/// fixtures hold no case of `task` (a check over nothing would pass vacuously).
 fn check(task: &str, run: impl Fn(&str, &Value, &Value) -> Value) -> f64 {
     let mut worst = 0f64;
-    for (i, case) in cases(task).iter().enumerate() {
+    let cases = cases(task);
+    assert!(!cases.is_empty(), "cases.json has no `{task}` case");
+    for (i, case) in cases.iter().enumerate() {
         let got = run(
             case["model"].as_str().unwrap(),
             &case["input"],
@@ -76,7 +79,7 @@ fn check(task: &str, run: impl Fn(&str, &Value, &Value) -> Value) -> f64 {
     }
     eprintln!(
         "{task}: {} cases, max score difference {worst:e}",
-        cases(task).len()
+        cases.len()
     );
     worst
 }

@@ -2,7 +2,7 @@
 //! (`Trie.split` then the lstrip/rstrip/single_word adjustments of `PreTrainedTokenizer.tokenize`).
 
 use crate::config::AddedToken;
-use crate::trie::ByteTrie;
+use crate::spm::trie::ByteTrie;
 
 /// One piece of the split input.
 #[derive(Debug, Clone, PartialEq, Eq)]

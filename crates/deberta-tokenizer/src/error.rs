@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -23,6 +23,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// `spm.model` is not a valid protobuf `ModelProto` (truncated, wrong wire types, ...).
+    #[error("invalid sentencepiece model: not a ModelProto")]
+    SpmDecode(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The sentencepiece model parsed but is not usable (duplicate piece, no `<unk>`, ...).
     #[error("unsupported sentencepiece model: {0}")]
     SpmModel(String),
@@ -30,7 +33,7 @@ pub enum Error {
     #[error("invalid precompiled_charsmap in normalizer_spec: {0}")]
     Charsmap(String),
     /// A JSON configuration file is malformed.
-    #[error("invalid JSON in {path}: {source}")]
+    #[error("invalid JSON in {path}")]
     Json {
         /// The file.
         path: PathBuf,
@@ -51,8 +54,25 @@ pub enum Error {
     #[error("no tokenizer files in {0} (need tokenizer.json or spm.model)")]
     NoTokenizerFiles(PathBuf),
     /// The HF `tokenizers` library reported an error.
-    #[error("tokenizers: {0}")]
-    Fast(String),
+    #[error("tokenizers library: {what}")]
+    Fast {
+        /// What was being done (`loading models/x/tokenizer.json`, `encoding`, ...).
+        what: String,
+        /// The library's error.
+        source: tokenizers::Error,
+    },
+    /// The HF `tokenizers` library panicked (caught; the tokenizer stays usable).
+    #[error("the tokenizers library panicked while {what}")]
+    FastPanicked {
+        /// What was being done.
+        what: String,
+    },
+    /// A special token of the configuration is not in the vocabulary of `tokenizer.json`.
+    #[error("special token {token:?} is not in the vocabulary")]
+    MissingSpecialToken {
+        /// The token (`[CLS]`, `[SEP]`, `[PAD]`).
+        token: String,
+    },
     /// Invalid encoding options (e.g. a stride that is not smaller than the window).
     #[error("invalid options: {0}")]
     Options(String),

@@ -7,7 +7,6 @@
 //!   `tokenizer.json` or converted from `spm.model` like `DebertaV2Converter`.
 //! * [`Tokenizer`]: one API over both (single texts, pairs, batches, truncation with overflow
 //!   windows, padding, character offsets, word ids, decoding).
-//! * [`run_tokenize_jsonl`]: the `deberta tokenize` command.
 //!
 //! ```no_run
 //! use deberta_tokenizer::{EncodeOptions, Tokenizer};
@@ -20,21 +19,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod added;
-mod bpe;
 pub mod config;
-mod convert;
 pub mod encoding;
 mod error;
 pub mod fast;
-pub mod jsonl;
-mod normalizer;
-pub mod proto;
 pub mod slow;
 pub mod spm;
 mod text;
 mod tokenizer;
-mod trie;
-mod unigram;
+
+/// The `spm.model` protobuf, now [`spm::model`] (kept under its former path).
+pub use spm::model as proto;
 
 pub use config::{AddedToken, Side, SpecialTokenNames, TokenizerConfig};
 pub use encoding::{
@@ -43,9 +38,6 @@ pub use encoding::{
 };
 pub use error::{Error, Result};
 pub use fast::FastTokenizer;
-pub use jsonl::{
-    run_tokenize_jsonl, run_tokenize_jsonl_with, JsonlSummary, PaddingMode, TokenizeOptions,
-};
 pub use slow::SlowTokenizer;
 pub use spm::{SentencePiece, SpmPiece};
 pub use tokenizer::{flatten_overflow, Impl, Tokenizer};

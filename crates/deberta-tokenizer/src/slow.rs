@@ -11,8 +11,8 @@ use crate::added::{AddedVocab, Chunk};
 use crate::config::{AddedToken, TokenizerConfig};
 use crate::encoding::{RawEncoding, SpecialIds};
 use crate::error::{Error, Result};
-use crate::normalizer::SPACE_SYMBOL;
 use crate::spm::SentencePiece;
+use crate::spm::SPACE_SYMBOL;
 use crate::text::{clean_up_tokenization, is_punctuation, CharIndex, Lowered};
 
 /// transformers' `DebertaV2Tokenizer`.
@@ -205,6 +205,16 @@ impl SlowTokenizer {
             };
         }
         self.overrides.get(&spm_id).copied().unwrap_or(spm_id)
+    }
+
+    /// The id of `token` in `get_vocab()` (sentencepiece pieces, then added tokens, which win):
+    /// `None` when it is neither (where `convert_tokens_to_ids` answers the unknown id).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        if let Some(t) = self.added.get(token) {
+            return Some(t.id);
+        }
+        let id = self.spm.piece_to_id(token);
+        (self.spm.id_to_piece(id) == Some(token)).then_some(id)
     }
 
     /// `convert_ids_to_tokens`.

@@ -149,11 +149,31 @@ impl Tokenizer {
         }
     }
 
-    /// `convert_ids_to_tokens` for one id.
+    /// `convert_ids_to_tokens` for one id (the slow tokenizer answers its unknown token out of
+    /// range, as sentencepiece does; the fast one fails with [`Error::UnknownId`]).
     pub fn id_to_token(&self, id: u32) -> Result<String> {
         match self {
             Tokenizer::Slow(t) => Ok(t.id_to_token(id)),
             Tokenizer::Fast(t) => t.id_to_token(id).ok_or(Error::UnknownId(id)),
+        }
+    }
+
+    /// The id of `token` in `get_vocab()`: a vocabulary entry or an added token (`[MASK]`),
+    /// `None` when it is neither (where transformers' `convert_tokens_to_ids` answers the
+    /// unknown id).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Tokenizer::Slow(t) => t.token_to_id(token),
+            Tokenizer::Fast(t) => t.token_to_id(token),
+        }
+    }
+
+    /// `convert_tokens_to_string`: tokens back to text (slow: sentencepiece decoding with
+    /// special tokens kept verbatim; fast: the `tokenizer.json` decoder).
+    pub fn convert_tokens_to_string<S: AsRef<str>>(&self, tokens: &[S]) -> Result<String> {
+        match self {
+            Tokenizer::Slow(t) => Ok(t.convert_tokens_to_string(tokens)),
+            Tokenizer::Fast(t) => t.convert_tokens_to_string(tokens),
         }
     }
 }

@@ -1,11 +1,10 @@
-//! API behaviour: auto selection, special-token helpers, save_vocabulary, the JSONL runner, and
-//! clear errors (never panics) on corrupt files and bad input.
+//! API behaviour: auto selection, special-token helpers, save_vocabulary, and clear errors
+//! (never panics) on corrupt files and bad input.
 
 use std::path::PathBuf;
 
 use deberta_tokenizer::{
-    run_tokenize_jsonl, EncodeOptions, Error, Impl, PaddingMode, SentencePiece, SlowTokenizer,
-    TokenizeOptions, Tokenizer, TruncationStrategy,
+    EncodeOptions, Error, Impl, SentencePiece, SlowTokenizer, Tokenizer, TruncationStrategy,
 };
 
 fn v3() -> PathBuf {
@@ -96,59 +95,6 @@ fn save_vocabulary_writes_identical_model() {
     assert!(path.ends_with("x-spm.model"));
     let original = std::fs::read(small().join("spm.model")).unwrap();
     assert_eq!(std::fs::read(path).unwrap(), original);
-}
-
-#[test]
-fn jsonl_runner_reports_bad_lines_and_continues() {
-    let input = b"{\"text\": \"Hello world\"}\nnot json\n\n{\"text\": \"a\xff\"}\n{\"text\": \"What?\", \"text_pair\": \"The Amazon rainforest covers much of the basin of South America.\"}\n";
-    let opts = TokenizeOptions {
-        implementation: Impl::Fast,
-        max_length: Some(12),
-        truncation: Some(TruncationStrategy::OnlySecond),
-        stride: 2,
-        padding: PaddingMode::MaxLength,
-        ..TokenizeOptions::default()
-    };
-    let mut out = Vec::new();
-    let summary = run_tokenize_jsonl(&v3(), &opts, &input[..], &mut out).unwrap();
-    assert_eq!((summary.lines, summary.errors), (4, 2));
-    let lines: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0]["decoded"], "Hello world");
-    assert_eq!(lines[0]["input_ids"].as_array().unwrap().len(), 12);
-    assert_eq!(lines[1]["line"], 2);
-    assert!(lines[1]["error"].as_str().unwrap().contains("invalid JSON"));
-    assert_eq!(lines[2]["line"], 4);
-    assert!(lines[2]["error"].as_str().unwrap().contains("UTF-8"));
-    let overflow = lines[3]["overflow"].as_array().unwrap();
-    assert!(!overflow.is_empty());
-    assert_eq!(lines[3]["offset_mapping"][1], serde_json::json!([0, 4]));
-}
-
-#[test]
-fn jsonl_runner_slow_auto() {
-    let input = "{\"text\": \"Hello [MASK] world\", \"text_pair\": \"x\"}\n";
-    let mut out = Vec::new();
-    let opts = TokenizeOptions::default();
-    let summary = run_tokenize_jsonl(&small(), &opts, input.as_bytes(), &mut out).unwrap();
-    assert_eq!((summary.lines, summary.errors), (1, 0));
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v["tokens"][2], "[MASK]");
-    assert_eq!(v["token_type_ids"].as_array().unwrap().last().unwrap(), 1);
-    assert!(v.get("overflow").is_none());
-    assert_eq!(
-        "only_second".parse::<TruncationStrategy>().unwrap(),
-        TruncationStrategy::OnlySecond
-    );
-    assert_eq!(
-        "max_length".parse::<PaddingMode>().unwrap(),
-        PaddingMode::MaxLength
-    );
-    assert!("sideways".parse::<Impl>().is_err());
 }
 
 #[test]

@@ -26,7 +26,6 @@ pub mod dropout;
 mod error;
 pub mod export;
 pub mod heads;
-pub mod json_input;
 pub mod limits;
 pub mod loss;
 mod mmap_safetensors;

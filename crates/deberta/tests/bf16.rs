@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::{safetensors, Device, Tensor};
-use deberta::json_input::ForwardInputs;
+use common::ForwardInputs;
 use deberta::{
     Avx512Mode, DebertaV2Model, ForwardOptions, KernelOptions, LinearFormat, LoadOptions,
 };

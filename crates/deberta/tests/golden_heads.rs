@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::{safetensors, Device, Tensor};
-use deberta::json_input::ForwardInputs;
+use common::ForwardInputs;
 use deberta::{ForwardOptions, HeadKind, Labels, ModelInput, PathChoice, TaskModel, TaskOutput};
 
 const ATOL: f32 = 1e-4;

@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use common::ForwardInputs;
 use deberta::export::convert;
-use deberta::json_input::ForwardInputs;
 use deberta::{Checkpoint, ForwardOptions, Labels, ModelInput, TaskModel, WeightFormat};
 
 const FORMATS: [WeightFormat; 3] = [

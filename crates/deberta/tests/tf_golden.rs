@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use candle_core::{safetensors, DType, Device, Tensor};
-use deberta::json_input::ForwardInputs;
+use common::ForwardInputs;
 use deberta::{ForwardOptions, Labels, ModelInput, PathChoice, TaskModel, TaskOutput};
 
 const ATOL: f32 = 1e-4;

@@ -30,8 +30,10 @@ pub fn run(args: ChoiceArgs) -> Result<()> {
             };
             write_single(&args.common, pipeline.run(&input))
         }
-        None => run_jsonl(&args.common, |lines: &[ChoiceInput]| {
-            pipeline.run_batch(lines)
-        }),
+        None => run_jsonl(
+            &args.common,
+            r#"{"prompt": ..., "choices": [...]}"#,
+            |lines: &[ChoiceInput]| pipeline.run_batch(lines),
+        ),
     }
 }

@@ -54,8 +54,10 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             };
             write_single(&args.common, pipeline.run(&input, &options))
         }
-        None => run_jsonl(&args.common, |lines: &[ClassifyInput]| {
-            pipeline.run_batch(lines, &options)
-        }),
+        None => run_jsonl(
+            &args.common,
+            r#"{"text": ..., "text_pair": ...}"#,
+            |lines: &[ClassifyInput]| pipeline.run_batch(lines, &options),
+        ),
     }
 }

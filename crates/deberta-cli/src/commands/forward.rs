@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use deberta::json_input::ForwardInputs;
 use deberta::pretrained::open_pretrained;
 use deberta::{ForwardOptions, HeadKind, LinearFormat, TaskModel, TaskOutput};
+
+use crate::json_input::ForwardInputs;
 
 #[derive(Args)]
 pub struct ForwardArgs {

@@ -46,7 +46,7 @@ pub fn run(args: NerArgs) -> Result<()> {
         TokenClassification::new(load_engine(&args.common, HeadKind::TokenClassification)?);
     match &args.text {
         Some(text) => write_single(&args.common, pipeline.run(text, &options)),
-        None => run_jsonl(&args.common, |lines: &[Line]| {
+        None => run_jsonl(&args.common, r#"{"text": ...}"#, |lines: &[Line]| {
             let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
             pipeline.run_batch(&texts, &options)
         }),

@@ -55,8 +55,10 @@ pub fn run(args: QaArgs) -> Result<()> {
             &args.common,
             pipeline.run(&QaInput { question, context }, &options),
         ),
-        _ => run_jsonl(&args.common, |lines: &[QaInput]| {
-            pipeline.run_batch(lines, &options)
-        }),
+        _ => run_jsonl(
+            &args.common,
+            r#"{"question": ..., "context": ...}"#,
+            |lines: &[QaInput]| pipeline.run_batch(lines, &options),
+        ),
     }
 }

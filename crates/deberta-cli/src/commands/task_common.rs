@@ -1,7 +1,7 @@
 //! What the task subcommands share: model loading (directory or hub id, device, threads,
-//! batch settings), JSONL input with per-line errors, ordered JSON output, the progress bar.
+//! batch settings), JSONL jobs (through [`crate::jsonl`]), single-input JSON output.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -10,9 +10,10 @@ use clap::Args;
 use deberta::{HeadKind, LinearFormat};
 use deberta_tasks::{resolve_model, Engine, EngineOptions};
 use deberta_tokenizer::Tokenizer;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::jsonl;
 
 /// Flags every task command takes.
 #[derive(Args, Debug, Clone)]
@@ -104,91 +105,24 @@ pub fn write_single<R: Serialize>(
     Ok(())
 }
 
-/// Reads JSON lines (`--input` or stdin), runs `process` on chunks of parsed lines, and writes
-/// one line per input line in order: the result, or `{"line": n, "error": ...}`. Fails at the
-/// end, naming the lines, when any line failed.
+/// Reads JSON lines (`--input` or stdin) through the CLI's JSONL driver ([`crate::jsonl`]):
+/// `process` runs on chunks of parsed lines, one output line per input line in order (the
+/// result, or `{"line": n, "error": ...}`), flushed per chunk; fails at the end, naming the
+/// lines, when any line failed. `shape` is the expected line, for the malformed-JSON error.
 pub fn run_jsonl<T, R>(
     args: &CommonArgs,
+    shape: &str,
     process: impl Fn(&[T]) -> Vec<deberta_tasks::Result<R>>,
 ) -> Result<()>
 where
-    T: DeserializeOwned + Clone,
+    T: DeserializeOwned,
     R: Serialize,
 {
-    let reader: Box<dyn Read> = match args.input.as_deref() {
-        Some(p) if p.as_os_str() != "-" => {
-            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
-        }
-        _ => Box::new(std::io::stdin().lock()),
+    let (reader, total) = jsonl::open_input(args.input.as_deref())?;
+    let opts = jsonl::Options {
+        chunk: args.batch_size.max(1) * 16,
+        shape,
+        total,
     };
-    let mut lines = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", i + 1))?;
-        if !line.trim().is_empty() {
-            lines.push((i + 1, line));
-        }
-    }
-    let parsed: Vec<(usize, Result<T, String>)> = lines
-        .iter()
-        .map(|(n, l)| {
-            (
-                *n,
-                serde_json::from_str::<T>(l).map_err(|e| format!("malformed JSON line: {e}")),
-            )
-        })
-        .collect();
-    let bar = progress(parsed.len());
-    let mut out = output(args)?;
-    let mut failed = Vec::new();
-    let chunk = args.batch_size.max(1) * 16;
-    for group in parsed.chunks(chunk) {
-        let owned: Vec<T> = group
-            .iter()
-            .filter_map(|(_, p)| p.as_ref().ok().cloned())
-            .collect();
-        let mut results = process(&owned).into_iter();
-        for (n, p) in group {
-            let value = match p {
-                Err(e) => Err(e.clone()),
-                Ok(_) => match results.next() {
-                    // Serialised directly, so fields keep the order of the single-input output.
-                    Some(Ok(r)) => serde_json::to_string(&r).map_err(|e| e.to_string()),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err("no result".to_string()),
-                },
-            };
-            let line = match value {
-                Ok(json) => json,
-                Err(e) => {
-                    failed.push(*n);
-                    serde_json::json!({ "line": n, "error": e }).to_string()
-                }
-            };
-            writeln!(out, "{line}")?;
-        }
-        bar.inc(group.len() as u64);
-    }
-    bar.finish_and_clear();
-    out.flush()?;
-    if !failed.is_empty() {
-        let list: Vec<String> = failed.iter().map(usize::to_string).collect();
-        bail!(
-            "{} of {} lines failed: line(s) {}",
-            failed.len(),
-            parsed.len(),
-            list.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// A bar with rate and ETA on stderr; hidden when stderr is not a terminal.
-fn progress(len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} inputs {per_sec} ETA {eta}")
-    {
-        bar.set_style(style);
-    }
-    bar
+    jsonl::run(reader, output(args)?, &opts, process)?.into_result()
 }

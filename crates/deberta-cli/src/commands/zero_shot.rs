@@ -49,8 +49,10 @@ pub fn run(args: ZeroShotArgs) -> Result<()> {
             };
             write_single(&args.common, pipeline.run(&input, &options))
         }
-        None => run_jsonl(&args.common, |lines: &[ZeroShotInput]| {
-            pipeline.run_batch(lines, &options)
-        }),
+        None => run_jsonl(
+            &args.common,
+            r#"{"text": ..., "candidate_labels": [...]}"#,
+            |lines: &[ZeroShotInput]| pipeline.run_batch(lines, &options),
+        ),
     }
 }

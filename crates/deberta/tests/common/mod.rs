@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use candle_core::{safetensors, Device, Tensor};
-use deberta::json_input::ForwardInputs;
-use deberta::{DebertaV2Model, ForwardOptions, KernelOptions, LoadOptions, ModelInput, PathChoice};
+use deberta::{
+    DebertaV2Model, ForwardOptions, KernelOptions, Labels, LoadOptions, ModelInput, PathChoice,
+};
+use serde_json::Value;
 
 /// The committed fixtures at the repository root.
 pub fn fixtures_dir() -> PathBuf {
@@ -62,6 +64,100 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A golden case's `input.json` / `<run>.input.json`, as the Python generators write it: named
+/// as transformers' forward arguments, each a nested array of numbers (integers give an i64
+/// tensor, any float an f32 one). The same format `deberta forward` reads; the CLI owns the
+/// user-facing parser with its error messages, this reader only has to load trusted fixtures.
+#[derive(Debug, Clone)]
+pub struct ForwardInputs {
+    pub input_ids: Tensor,
+    pub attention_mask: Option<Tensor>,
+    pub token_type_ids: Option<Tensor>,
+    pub position_ids: Option<Tensor>,
+    pub labels: Option<Tensor>,
+    pub start_positions: Option<Tensor>,
+    pub end_positions: Option<Tensor>,
+}
+
+impl ForwardInputs {
+    /// Reads a fixture input file.
+    pub fn from_file(
+        path: impl AsRef<std::path::Path>,
+        device: &Device,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let path = path.as_ref();
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let field = |name: &str| -> Result<Option<Tensor>, Box<dyn std::error::Error>> {
+            match value.get(name).filter(|v| !v.is_null()) {
+                Some(v) => Ok(Some(fixture_tensor(v, device)?)),
+                None => Ok(None),
+            }
+        };
+        Ok(Self {
+            input_ids: field("input_ids")?.ok_or("no input_ids")?,
+            attention_mask: field("attention_mask")?,
+            token_type_ids: field("token_type_ids")?,
+            position_ids: field("position_ids")?,
+            labels: field("labels")?,
+            start_positions: field("start_positions")?,
+            end_positions: field("end_positions")?,
+        })
+    }
+
+    /// The model inputs (ids, masks, type and position ids).
+    pub fn model_input(&self) -> ModelInput {
+        ModelInput {
+            input_ids: self.input_ids.clone(),
+            attention_mask: self.attention_mask.clone(),
+            token_type_ids: self.token_type_ids.clone(),
+            position_ids: self.position_ids.clone(),
+        }
+    }
+
+    /// The labels, borrowed.
+    pub fn labels(&self) -> Labels<'_> {
+        Labels {
+            labels: self.labels.as_ref(),
+            start_positions: self.start_positions.as_ref(),
+            end_positions: self.end_positions.as_ref(),
+        }
+    }
+}
+
+/// A nested array (shape from the first element at each depth; `Tensor::from_vec` checks the
+/// element count) or a single number.
+fn fixture_tensor(value: &Value, device: &Device) -> candle_core::Result<Tensor> {
+    fn numbers<'a>(v: &'a Value, out: &mut Vec<&'a serde_json::Number>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| numbers(i, out)),
+            Value::Number(n) => out.push(n),
+            _ => {}
+        }
+    }
+    let mut shape = Vec::new();
+    let mut cursor = value;
+    while let Value::Array(items) = cursor {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => cursor = first,
+            None => break,
+        }
+    }
+    let mut flat = Vec::new();
+    numbers(value, &mut flat);
+    if flat.iter().all(|n| n.is_i64()) {
+        let ints: Vec<i64> = flat.iter().filter_map(|n| n.as_i64()).collect();
+        Tensor::from_vec(ints, shape, device)
+    } else {
+        let floats: Vec<f32> = flat
+            .iter()
+            .filter_map(|n| n.as_f64())
+            .map(|f| f as f32)
+            .collect();
+        Tensor::from_vec(floats, shape, device)
+    }
 }
 
 pub const ATOL: f32 = 1e-4;

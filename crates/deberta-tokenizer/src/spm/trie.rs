@@ -7,6 +7,15 @@ use std::collections::VecDeque;
 /// `NormalizerSpec.precompiled_charsmap`.
 ///
 /// Each 32-bit unit packs a label, a has-leaf flag and an offset; a leaf unit holds a value.
+///
+/// Ours rather than the `spm_precompiled` crate's (0.1.4, which `tokenizers` uses), because
+/// that one does not give sentencepiece's results on every input: its
+/// `DoubleArray::common_prefix_search` indexes the units unchecked (`self.array[node_pos]`),
+/// so a malformed charsmap in an untrusted `spm.model` panics instead of failing; it stops
+/// at a NUL byte where sentencepiece searches the whole input; and its
+/// `Precompiled::transform` takes the first (shortest) match where `NormalizePrefix` takes
+/// the longest, then slices the replacement blob unchecked. Its double array can only be
+/// built inside `Precompiled`, so the walk cannot be borrowed alone.
 #[derive(Debug, Clone, Default)]
 pub struct DoubleArray {
     units: Vec<u32>,

@@ -1,18 +1,35 @@
 //! A pure-Rust `SentencePieceProcessor`: load `spm.model`, encode text into pieces with input
 //! offsets (normaliser + unigram/BPE + unknown merging + byte fallback) and decode pieces.
 //!
-//! Mirrors `SentencePieceProcessor::Encode` / `Decode` in sentencepiece 0.2.x.
+//! Mirrors `SentencePieceProcessor::Encode` / `Decode` in sentencepiece 0.2.x, one stage per
+//! module:
+//!
+//! | stage | module |
+//! |---|---|
+//! | the `spm.model` protobuf (`ModelProto`) | [`model`] |
+//! | normalisation (precompiled charsmap, whitespace, `▁`) | `normalizer` |
+//! | byte tries (the charsmap's darts double array, vocabulary lookups) | `trie` |
+//! | unigram Viterbi segmentation | `unigram` |
+//! | BPE merges | `bpe` |
+//! | unknown merging, byte fallback, decoding | this module |
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::bpe::BpeModel;
+mod bpe;
+pub mod model;
+mod normalizer;
+pub(crate) mod trie;
+mod unigram;
+
 use crate::error::{Error, Result};
-use crate::normalizer::{Normalizer, SPACE_SYMBOL};
-use crate::proto::{ModelProto, ModelType, PieceType};
-use crate::trie::ByteTrie;
-use crate::unigram::{UnigramModel, KIND_NORMAL, KIND_UNUSED, KIND_USER};
+use bpe::BpeModel;
+use model::{ModelProto, ModelType, PieceType};
+use normalizer::Normalizer;
+pub(crate) use normalizer::SPACE_SYMBOL;
+use trie::ByteTrie;
+use unigram::{UnigramModel, KIND_NORMAL, KIND_UNUSED, KIND_USER};
 
 /// One encoded piece.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Unigram segmentation: the optimised Viterbi of sentencepiece's `unigram_model.cc`
 //! (`Model::EncodeOptimized`), including its float arithmetic, so ties resolve identically.
 
-use crate::trie::ByteTrie;
+use super::trie::ByteTrie;
 
 /// sentencepiece's penalty subtracted from the lowest piece score to score an unknown character.
 const UNK_PENALTY: f32 = 10.0;

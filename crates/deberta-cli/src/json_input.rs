@@ -7,10 +7,9 @@
 
 use std::path::Path;
 
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde_json::{Map, Value};
-
-use crate::{Error, Result};
 
 /// Every field `deberta forward` reads; all but `input_ids` optional.
 #[derive(Debug, Clone)]
@@ -35,34 +34,25 @@ const KNOWN: [&str; 7] = [
 ];
 
 impl ForwardInputs {
-    /// Reads an input file.
+    /// Reads an input file; errors name it.
     pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_json_str(&text, device).map_err(|e| match e {
-            Error::Input(msg) => Error::Input(format!("{}: {msg}", path.display())),
-            Error::Json { source, .. } => Error::Json {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_json_str(&text, device).with_context(|| format!("input {}", path.display()))
     }
 
     /// Parses input JSON text.
     pub fn from_json_str(text: &str, device: &Device) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Json {
-            path: "input".into(),
-            source: e,
-        })?;
+        let value: Value = serde_json::from_str(text).context("invalid JSON")?;
         let Value::Object(map) = value else {
-            return Err(Error::input("the input must be a JSON object"));
+            bail!("the input must be a JSON object");
         };
         if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(Error::input(format!(
+            bail!(
                 "unknown input field `{unknown}` (expected one of {})",
                 KNOWN.join(", ")
-            )));
+            );
         }
         let get = |name: &str| -> Result<Option<Tensor>> {
             map_field(&map, name)
@@ -70,7 +60,7 @@ impl ForwardInputs {
                 .transpose()
         };
         Ok(Self {
-            input_ids: get("input_ids")?.ok_or_else(|| Error::input("`input_ids` is required"))?,
+            input_ids: get("input_ids")?.context("`input_ids` is required")?,
             attention_mask: get("attention_mask")?,
             token_type_ids: get("token_type_ids")?,
             position_ids: get("position_ids")?,
@@ -79,12 +69,10 @@ impl ForwardInputs {
             end_positions: get("end_positions")?,
         })
     }
-}
 
-impl ForwardInputs {
     /// The model inputs (ids, masks, type and position ids).
-    pub fn model_input(&self) -> crate::ModelInput {
-        crate::ModelInput {
+    pub fn model_input(&self) -> deberta::ModelInput {
+        deberta::ModelInput {
             input_ids: self.input_ids.clone(),
             attention_mask: self.attention_mask.clone(),
             token_type_ids: self.token_type_ids.clone(),
@@ -93,8 +81,8 @@ impl ForwardInputs {
     }
 
     /// The labels, borrowed.
-    pub fn labels(&self) -> crate::Labels<'_> {
-        crate::Labels {
+    pub fn labels(&self) -> deberta::Labels<'_> {
+        deberta::Labels {
             labels: self.labels.as_ref(),
             start_positions: self.start_positions.as_ref(),
             end_positions: self.end_positions.as_ref(),
@@ -107,7 +95,7 @@ fn map_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 }
 
 /// A rectangular nested array of numbers (or a single number) -> tensor.
-pub fn nested_to_tensor(value: &Value, name: &str, device: &Device) -> Result<Tensor> {
+fn nested_to_tensor(value: &Value, name: &str, device: &Device) -> Result<Tensor> {
     let mut shape = Vec::new();
     let mut cursor = value;
     while let Value::Array(items) = cursor {
@@ -119,17 +107,18 @@ pub fn nested_to_tensor(value: &Value, name: &str, device: &Device) -> Result<Te
     }
     let mut flat = Vec::new();
     flatten(value, &shape, 0, name, &mut flat)?;
-    if flat.iter().all(|n| n.is_i64()) {
+    let tensor = if flat.iter().all(|n| n.is_i64()) {
         let ints: Vec<i64> = flat.iter().filter_map(|n| n.as_i64()).collect();
-        Ok(Tensor::from_vec(ints, shape, device)?)
+        Tensor::from_vec(ints, shape, device)
     } else {
         let floats: Vec<f32> = flat
             .iter()
             .filter_map(|n| n.as_f64())
             .map(|f| f as f32)
             .collect();
-        Ok(Tensor::from_vec(floats, shape, device)?)
-    }
+        Tensor::from_vec(floats, shape, device)
+    };
+    tensor.with_context(|| format!("`{name}`"))
 }
 
 fn flatten<'a>(
@@ -150,8 +139,39 @@ fn flatten<'a>(
             out.push(n);
             Ok(())
         }
-        _ => Err(Error::input(format!(
+        _ => bail!(
             "`{name}` must be a rectangular array of numbers (ragged or non-numeric at depth {depth})"
-        ))),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_types_and_errors() {
+        let dev = Device::Cpu;
+        let ok = ForwardInputs::from_json_str(
+            r#"{"input_ids": [[1, 5, 2]], "labels": [[0.5, 1]], "position_ids": null}"#,
+            &dev,
+        )
+        .unwrap();
+        assert_eq!(ok.input_ids.dims(), [1, 3]);
+        assert_eq!(ok.input_ids.dtype(), candle_core::DType::I64);
+        let labels = ok.labels.unwrap();
+        assert_eq!(labels.dtype(), candle_core::DType::F32);
+        assert!(ok.position_ids.is_none());
+        let err = |text: &str| {
+            format!(
+                "{:#}",
+                ForwardInputs::from_json_str(text, &dev).unwrap_err()
+            )
+        };
+        assert!(err(r#"{"input_ids": [[1], [2, 3]]}"#).contains("rectangular"));
+        assert!(err(r#"{"input_ids": [[1]], "mask": 1}"#).contains("unknown input field `mask`"));
+        assert!(err(r#"{"attention_mask": [[1]]}"#).contains("`input_ids` is required"));
+        assert!(err("[1]").contains("JSON object"));
+        assert!(err("{").starts_with("invalid JSON: "));
     }
 }

@@ -5,8 +5,8 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::trie::ByteTrie;
-use crate::unigram::{char_len, KIND_UNUSED};
+use super::trie::ByteTrie;
+use super::unigram::{char_len, KIND_UNUSED};
 
 /// The vocabulary view BPE needs.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct BpeModel {
     pub user_defined: ByteTrie,
     /// Score per id.
     pub scores: Vec<f32>,
-    /// Per id kind code (see [`crate::unigram`]).
+    /// Per id kind code (see [`super::unigram`]).
     pub kinds: Vec<u8>,
 }
 

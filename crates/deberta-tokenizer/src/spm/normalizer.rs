@@ -3,9 +3,9 @@
 //!
 //! Mirrors `Normalizer::Normalize` / `NormalizePrefix` in sentencepiece's `normalizer.cc`.
 
+use super::model::NormalizerSpec;
+use super::trie::{ByteTrie, DoubleArray};
 use crate::error::{Error, Result};
-use crate::proto::NormalizerSpec;
-use crate::trie::{ByteTrie, DoubleArray};
 
 /// The word-boundary marker U+2581.
 pub const SPACE_SYMBOL: &str = "\u{2581}";

@@ -11,22 +11,12 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::config::{AddedToken, TokenizerConfig};
-use crate::proto::{ModelProto, ModelType, PieceType};
+use crate::spm::model::{ModelProto, ModelType, PieceType};
 
 /// Standard base64 (with padding), as Python's `base64.b64encode`.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sym = |v: u32| char::from(*ALPHABET.get((v & 63) as usize).unwrap_or(&b'A'));
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let v = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(sym(v >> 18));
-        out.push(sym(v >> 12));
-        out.push(if chunk.len() > 1 { sym(v >> 6) } else { '=' });
-        out.push(if chunk.len() > 2 { sym(v) } else { '=' });
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn normalizer(proto: &ModelProto, cfg: &TokenizerConfig) -> Value {
@@ -194,5 +184,30 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    /// The converted normaliser carries the charsmap exactly as transformers' converter wrote
+    /// it into the committed DeBERTa-v3 `tokenizer.json`.
+    #[test]
+    fn charsmap_base64_matches_the_fixture_tokenizer_json() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/deberta-v3");
+        let spm = crate::spm::SentencePiece::from_file(format!("{dir}/spm.model")).unwrap();
+        let cfg = TokenizerConfig::from_dir(dir).unwrap();
+        let ours = normalizer(spm.proto(), &cfg);
+        let file: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/tokenizer.json")).unwrap(),
+        )
+        .unwrap();
+        let charsmap = |v: &Value| -> Option<String> {
+            v["normalizers"]
+                .as_array()?
+                .iter()
+                .find(|n| n["type"] == "Precompiled")?["precompiled_charsmap"]
+                .as_str()
+                .map(String::from)
+        };
+        let theirs = charsmap(&file["normalizer"]).unwrap();
+        assert!(theirs.len() > 1000);
+        assert_eq!(charsmap(&ours).unwrap(), theirs);
     }
 }
