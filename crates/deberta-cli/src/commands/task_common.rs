@@ -48,6 +48,9 @@ pub struct CommonArgs {
     /// rounded to bf16, f32 sums) or int8 (dynamic quantisation).
     #[arg(long, default_value = "f32", value_parser = LinearFormat::NAMES)]
     pub dtype: String,
+    /// Print the execution plan (path, kernels, threads) on stderr.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -74,9 +77,12 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
     let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| dir.clone());
     let tokenizer = Tokenizer::from_dir(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
-    let engine = Engine::with_tokenizer(&dir, tokenizer, head, &device(&args.device)?)
+    let load = super::kernel_env::load_options(args.dtype.parse()?)?;
+    let engine = Engine::with_load_options(&dir, tokenizer, head, &device(&args.device)?, load)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let engine = engine.with_linear_format(args.dtype.parse()?)?;
+    if args.verbose {
+        eprintln!("plan: {}", engine.plan());
+    }
     Ok(engine.with_options(EngineOptions {
         batch_size: args.batch_size,
         max_length: args.max_length,
