@@ -1,11 +1,13 @@
 //! Parity with transformers' pipelines on the committed fixtures (`scripts/gen_task_fixtures.py`):
-//! same labels, tokens, spans and offsets; scores within 1e-4.
+//! same labels, tokens, spans and offsets; scores within 1e-4, on both execution paths.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use candle_core::Device;
+use deberta::{HeadKind, KernelOptions, LoadOptions, PathChoice};
 use deberta_tasks::*;
+use deberta_tokenizer::Tokenizer;
 use serde_json::Value;
 
 const ATOL: f64 = 1e-4;
@@ -88,9 +90,57 @@ fn dir(model: &str) -> PathBuf {
     fixtures().join(model)
 }
 
-#[test]
-fn fill_mask() {
-    let p = FillMask::from_dir(dir("fill_mask"), &Device::Cpu).unwrap();
+/// The fixture `model` with `head`, loaded on the execution path `path`.
+fn engine(model: &str, head: HeadKind, path: PathChoice) -> Engine {
+    let options = LoadOptions {
+        kernels: KernelOptions {
+            path,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let tokenizer = Tokenizer::from_dir(dir(model)).unwrap();
+    let engine =
+        Engine::with_load_options(dir(model), tokenizer, head, &Device::Cpu, options).unwrap();
+    let want = if path == PathChoice::Candle {
+        "candle"
+    } else {
+        "cpu-fused"
+    };
+    assert_eq!(engine.plan().path_name(), want);
+    engine
+}
+
+/// Each task's parity check on both execution paths (`task::cpu_fused`, `task::candle`).
+macro_rules! on_both_paths {
+    ($($task:ident),* $(,)?) => {
+        $(
+            mod $task {
+                use super::PathChoice;
+                #[test]
+                fn cpu_fused() {
+                    super::$task(PathChoice::CpuFused);
+                }
+                #[test]
+                fn candle() {
+                    super::$task(PathChoice::Candle);
+                }
+            }
+        )*
+    };
+}
+
+on_both_paths!(
+    fill_mask,
+    classify,
+    zero_shot,
+    ner,
+    question_answering,
+    multiple_choice
+);
+
+fn fill_mask(path: PathChoice) {
+    let p = FillMask::new(engine("fill_mask", HeadKind::MaskedLm, path)).unwrap();
     check("fill_mask", |_, input, options| {
         let opts: FillMaskOptions = serde_json::from_value(options.clone()).unwrap();
         serde_json::to_value(p.run(input.as_str().unwrap(), &opts).unwrap()).unwrap()
@@ -108,13 +158,12 @@ fn classify_options(o: &Value) -> ClassifyOptions {
     }
 }
 
-#[test]
-fn classify() {
+fn classify(path: PathChoice) {
     let mut pipes = BTreeMap::new();
     for m in ["nli", "nli_alt"] {
         pipes.insert(
             m,
-            TextClassification::from_dir(dir(m), &Device::Cpu).unwrap(),
+            TextClassification::new(engine(m, HeadKind::SequenceClassification, path)),
         );
     }
     check("classify", |model, input, options| {
@@ -132,11 +181,11 @@ fn classify() {
     });
 }
 
-#[test]
-fn zero_shot() {
+fn zero_shot(path: PathChoice) {
     let mut pipes = BTreeMap::new();
     for m in ["nli", "nli_alt"] {
-        pipes.insert(m, ZeroShot::from_dir(dir(m), &Device::Cpu).unwrap());
+        let e = engine(m, HeadKind::SequenceClassification, path);
+        pipes.insert(m, ZeroShot::new(e));
     }
     check("zero_shot", |model, input, options| {
         let mut opts = ZeroShotOptions {
@@ -156,9 +205,8 @@ fn zero_shot() {
     });
 }
 
-#[test]
-fn ner() {
-    let p = TokenClassification::from_dir(dir("ner"), &Device::Cpu).unwrap();
+fn ner(path: PathChoice) {
+    let p = TokenClassification::new(engine("ner", HeadKind::TokenClassification, path));
     check("ner", |_, input, options| {
         let mut opts = NerOptions {
             aggregation: options["aggregation_strategy"]
@@ -176,9 +224,8 @@ fn ner() {
     });
 }
 
-#[test]
-fn question_answering() {
-    let p = QuestionAnswering::from_dir(dir("qa"), &Device::Cpu).unwrap();
+fn question_answering(path: PathChoice) {
+    let p = QuestionAnswering::new(engine("qa", HeadKind::QuestionAnswering, path));
     check("qa", |_, input, o| {
         let input: QaInput = serde_json::from_value(input.clone()).unwrap();
         let u = |k: &str| o[k].as_u64().map(|v| v as usize);
@@ -195,9 +242,8 @@ fn question_answering() {
     });
 }
 
-#[test]
-fn multiple_choice() {
-    let p = MultipleChoice::from_dir(dir("choice"), &Device::Cpu).unwrap();
+fn multiple_choice(path: PathChoice) {
+    let p = MultipleChoice::new(engine("choice", HeadKind::MultipleChoice, path));
     check("choice", |_, input, _| {
         let input: ChoiceInput = serde_json::from_value(input.clone()).unwrap();
         serde_json::to_value(p.run(&input).unwrap()).unwrap()
