@@ -96,53 +96,7 @@ fn map_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 
 /// A rectangular nested array of numbers (or a single number) -> tensor.
 fn nested_to_tensor(value: &Value, name: &str, device: &Device) -> Result<Tensor> {
-    let mut shape = Vec::new();
-    let mut cursor = value;
-    while let Value::Array(items) = cursor {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => cursor = first,
-            None => break,
-        }
-    }
-    let mut flat = Vec::new();
-    flatten(value, &shape, 0, name, &mut flat)?;
-    let tensor = if flat.iter().all(|n| n.is_i64()) {
-        let ints: Vec<i64> = flat.iter().filter_map(|n| n.as_i64()).collect();
-        Tensor::from_vec(ints, shape, device)
-    } else {
-        let floats: Vec<f32> = flat
-            .iter()
-            .filter_map(|n| n.as_f64())
-            .map(|f| f as f32)
-            .collect();
-        Tensor::from_vec(floats, shape, device)
-    };
-    tensor.with_context(|| format!("`{name}`"))
-}
-
-fn flatten<'a>(
-    value: &'a Value,
-    shape: &[usize],
-    depth: usize,
-    name: &str,
-    out: &mut Vec<&'a serde_json::Number>,
-) -> Result<()> {
-    match (value, shape.get(depth)) {
-        (Value::Array(items), Some(&len)) if items.len() == len => {
-            for item in items {
-                flatten(item, shape, depth + 1, name, out)?;
-            }
-            Ok(())
-        }
-        (Value::Number(n), None) => {
-            out.push(n);
-            Ok(())
-        }
-        _ => bail!(
-            "`{name}` must be a rectangular array of numbers (ragged or non-numeric at depth {depth})"
-        ),
-    }
+    Ok(deberta::tensor_json::tensor_from_json(value, name, device)?)
 }
 
 #[cfg(test)]

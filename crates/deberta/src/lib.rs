@@ -36,6 +36,7 @@ pub mod plan;
 pub mod pretrained;
 pub mod pth;
 pub mod relative_position;
+pub mod tensor_json;
 pub mod tf;
 pub mod weights;
 

@@ -91,7 +91,9 @@ impl ForwardInputs {
         let value: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
         let field = |name: &str| -> Result<Option<Tensor>, Box<dyn std::error::Error>> {
             match value.get(name).filter(|v| !v.is_null()) {
-                Some(v) => Ok(Some(fixture_tensor(v, device)?)),
+                Some(v) => Ok(Some(deberta::tensor_json::tensor_from_json(
+                    v, name, device,
+                )?)),
                 None => Ok(None),
             }
         };
@@ -123,40 +125,6 @@ impl ForwardInputs {
             start_positions: self.start_positions.as_ref(),
             end_positions: self.end_positions.as_ref(),
         }
-    }
-}
-
-/// A nested array (shape from the first element at each depth; `Tensor::from_vec` checks the
-/// element count) or a single number.
-fn fixture_tensor(value: &Value, device: &Device) -> candle_core::Result<Tensor> {
-    fn numbers<'a>(v: &'a Value, out: &mut Vec<&'a serde_json::Number>) {
-        match v {
-            Value::Array(items) => items.iter().for_each(|i| numbers(i, out)),
-            Value::Number(n) => out.push(n),
-            _ => {}
-        }
-    }
-    let mut shape = Vec::new();
-    let mut cursor = value;
-    while let Value::Array(items) = cursor {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => cursor = first,
-            None => break,
-        }
-    }
-    let mut flat = Vec::new();
-    numbers(value, &mut flat);
-    if flat.iter().all(|n| n.is_i64()) {
-        let ints: Vec<i64> = flat.iter().filter_map(|n| n.as_i64()).collect();
-        Tensor::from_vec(ints, shape, device)
-    } else {
-        let floats: Vec<f32> = flat
-            .iter()
-            .filter_map(|n| n.as_f64())
-            .map(|f| f as f32)
-            .collect();
-        Tensor::from_vec(floats, shape, device)
     }
 }
 
