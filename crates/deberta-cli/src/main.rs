@@ -1,4 +1,5 @@
 //! The `deberta` command.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod commands;
 mod json_input;

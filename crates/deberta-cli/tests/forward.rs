@@ -1,4 +1,5 @@
 //! `deberta forward` end to end: outputs equal transformers' fixtures, errors exit non-zero.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::process::Command;

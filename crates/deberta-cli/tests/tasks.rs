@@ -1,4 +1,5 @@
 //! The task subcommands end to end on the committed task fixtures (`fixtures/tasks/`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Slow (pure-Rust sentencepiece) vs fast (`tokenizers`) DeBERTa-v3 tokenization on the parity
 //! corpus, one thread. `cargo bench -p deberta-tokenizer`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! Deterministic pseudo-random text through every fixture tokenizer: no panics, offsets
 //! inside the text, windows within max_length (a cheap stand-in for the cargo-fuzz targets).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@
 //! bf16.
 //!
 //! `cargo bench -p deberta --bench layer`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 

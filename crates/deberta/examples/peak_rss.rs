@@ -1,6 +1,7 @@
 //! Loads a checkpoint, runs one forward pass on `[batch, seq]` ones and prints the peak RSS.
 //!
 //! `cargo run --release -p deberta --example peak_rss -- DIR [batch] [seq]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use candle_core::{DType, Device, Tensor};
 use deberta::{ForwardOptions, Labels, ModelInput, TaskModel};

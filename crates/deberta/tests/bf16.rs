@@ -4,6 +4,7 @@
 //! kernel: the packed AVX2 one (or `vdpbf16ps` where the CPU has AVX512-BF16), the `gemm`-crate
 //! fallback, and the `vdpbf16ps` path's pair layout on its portable twin (which
 //! `tools/avx512-emu` holds to the instruction bit for bit).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

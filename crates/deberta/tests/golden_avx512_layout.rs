@@ -3,6 +3,7 @@
 //! its portable twin runs them, which `tools/avx512-emu` holds to `vfmadd231ps` bit for bit, so
 //! this holds the AVX-512 f32 path to transformers on any CPU. (On AVX-512 CPUs the default
 //! golden tests run the kernel itself.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `convert` never leaves a directory whose next load reads another file than the one just
 //! written, writes through a temporary file, and writes every tensor transformers' module tree
 //! defines.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

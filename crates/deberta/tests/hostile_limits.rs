@@ -1,5 +1,6 @@
 //! Oversized inputs and configs end in a named error before the big allocation, under an
 //! address-space limit (each case in a child process, `common/isolate.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 #[path = "common/isolate.rs"]

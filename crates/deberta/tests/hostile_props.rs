@@ -4,6 +4,7 @@
 //! Inputs come from a seeded generator (splitmix64), so a failure names a reproducible case;
 //! set `DEBERTA_PROP_CASES` for more cases per property (default 1500). Each property runs in a
 //! child process under a 1 GiB address-space limit (`common/isolate.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 #[path = "common/isolate.rs"]

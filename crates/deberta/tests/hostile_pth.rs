@@ -1,6 +1,7 @@
 //! Hostile `pytorch_model.bin` files, built at test time: each must end in a named error (or an
 //! empty state dict) within bounded memory and time, never a panic, abort or stack overflow.
 //! Every case runs in a child process under a 1 GiB address-space limit (`common/isolate.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 #[path = "common/isolate.rs"]

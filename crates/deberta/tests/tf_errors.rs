@@ -1,6 +1,7 @@
 //! Bad `tf_model.h5` files give errors that name the file and the group or weight, never a
 //! panic: corrupt, truncated, not Keras, a missing weight group, a listed weight without its
 //! dataset, a kernel of the wrong shape, and a full conv kernel under `conv_groups > 1`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
