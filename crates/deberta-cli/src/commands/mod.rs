@@ -8,6 +8,7 @@ pub mod fill_mask;
 pub mod forward;
 pub mod ner;
 pub mod qa;
+pub mod serve;
 pub mod task_common;
 pub mod tokenize;
 pub mod zero_shot;
