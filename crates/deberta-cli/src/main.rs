@@ -48,6 +48,8 @@ enum Command {
     Qa(commands::qa::QaArgs),
     /// Multiple choice: score each choice for a prompt.
     Choice(commands::choice::ChoiceArgs),
+    /// Serve the model over HTTP (TEI's routes plus every task), with batching.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,5 +82,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ner(args) => commands::ner::run(args),
         Command::Qa(args) => commands::qa::run(args),
         Command::Choice(args) => commands::choice::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     }
 }

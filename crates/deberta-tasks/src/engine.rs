@@ -3,13 +3,14 @@
 //! input in the original order.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use deberta::{
     ExecutionPlan, ForwardOptions, HeadKind, Labels, LinearFormat, LoadOptions, ModelInput,
     TaskModel,
 };
-use deberta_tokenizer::{Encoding, Tokenizer};
+use deberta_tokenizer::{Encoding, Side, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -62,6 +63,9 @@ pub struct EngineOptions {
     /// Truncate inputs to this many tokens where the task allows it (overrides the tokenizer's
     /// `model_max_length`).
     pub max_length: Option<usize>,
+    /// The end that truncation to `max_length` cuts, for classification, fill-mask and
+    /// multiple choice (default: the tokenizer's `truncation_side`).
+    pub truncation_side: Option<Side>,
 }
 
 impl Default for EngineOptions {
@@ -69,13 +73,16 @@ impl Default for EngineOptions {
         EngineOptions {
             batch_size: 8,
             max_length: None,
+            truncation_side: None,
         }
     }
 }
 
-/// A loaded model with its tokenizer.
+/// A loaded model with its tokenizer. Cloning is cheap for the model (its weights are shared),
+/// so clones with other [`EngineOptions`] can serve one model under several settings.
+#[derive(Clone)]
 pub struct Engine {
-    model: TaskModel,
+    model: Arc<TaskModel>,
     tokenizer: Tokenizer,
     device: Device,
     options: EngineOptions,
@@ -112,7 +119,7 @@ impl Engine {
             tracing::warn!("{name} was not in the checkpoint and was initialised at random");
         }
         Ok(Engine {
-            model,
+            model: Arc::new(model),
             tokenizer,
             device: device.clone(),
             options: EngineOptions::default(),
@@ -132,8 +139,11 @@ impl Engine {
     }
 
     /// The model's encoder linear layers in `format` (see `TaskModel::set_linear_format`).
+    /// Fails once the engine has been cloned (the clones share the model).
     pub fn with_linear_format(mut self, format: LinearFormat) -> Result<Self> {
-        self.model.set_linear_format(format)?;
+        Arc::get_mut(&mut self.model)
+            .ok_or_else(|| Error::Model("the model is shared by a clone of this engine".into()))?
+            .set_linear_format(format)?;
         Ok(self)
     }
 
@@ -272,6 +282,57 @@ fn batch_max_len(batch: &[&[Feature]]) -> usize {
         .flat_map(|u| u.iter().map(|f| f.ids.len()))
         .max()
         .unwrap_or(0)
+}
+
+/// A pipeline cut into its stages, for callers that schedule the forward passes themselves
+/// (a server batching the inputs of many requests together): [`Staged::prepare`] tokenizes,
+/// [`Staged::units`] gives the model units of each prepared input (run them with
+/// [`Engine::run`], grouped in any way), and [`Staged::finish`] turns their outputs into the
+/// answer. `run_batch` of each pipeline is these three stages in a row.
+pub trait Staged {
+    /// One input.
+    type Input;
+    /// The options of a call.
+    type Options;
+    /// An input tokenized, with what [`Staged::finish`] needs.
+    type Prepared;
+    /// The answer for one input.
+    type Output;
+
+    /// The engine the pipeline runs on.
+    fn engine(&self) -> &Engine;
+
+    /// Checks the options and tokenizes each input; one result per input, in order.
+    fn prepare(
+        &self,
+        inputs: &[Self::Input],
+        options: &Self::Options,
+    ) -> Vec<Result<Self::Prepared>>;
+
+    /// The model units of a prepared input, in the order [`Staged::finish`] expects them.
+    fn units(prepared: &Self::Prepared) -> Vec<Vec<Feature>>;
+
+    /// The answer from the outputs of the input's units (in [`Staged::units`]' order).
+    fn finish(
+        &self,
+        prepared: &Self::Prepared,
+        outputs: &[UnitOutput],
+        options: &Self::Options,
+    ) -> Result<Self::Output>;
+}
+
+/// A [`Staged`] pipeline's `run_batch`: the three stages in a row.
+pub(crate) fn run_staged<S: Staged>(
+    pipeline: &S,
+    inputs: &[S::Input],
+    options: &S::Options,
+) -> Vec<Result<S::Output>> {
+    run_items(
+        pipeline.engine(),
+        pipeline.prepare(inputs, options),
+        S::units,
+        |p, out| pipeline.finish(p, out, options),
+    )
 }
 
 /// Runs `prepared` items through the engine: an item whose preparation failed keeps its error;

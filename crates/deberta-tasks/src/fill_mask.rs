@@ -10,7 +10,7 @@ use deberta::HeadKind;
 use deberta_tokenizer::EncodeOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_items, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{non_empty, softmax, special_id, token_to_id};
 
@@ -64,7 +64,8 @@ pub struct FillMask {
     mask_id: u32,
 }
 
-struct Prepared {
+/// A text tokenized, with its mask positions, for [`Staged::finish`].
+pub struct Prepared {
     feature: Feature,
     masks: Vec<usize>,
     targets: Option<Vec<u32>>,
@@ -102,24 +103,27 @@ impl FillMask {
         texts: &[&str],
         options: &FillMaskOptions,
     ) -> Vec<Result<FillMaskOutput>> {
+        run_items(
+            &self.engine,
+            self.prepare_texts(texts, options),
+            <Self as Staged>::units,
+            |p, out| self.post(p, out),
+        )
+    }
+
+    fn prepare_texts(&self, texts: &[&str], options: &FillMaskOptions) -> Vec<Result<Prepared>> {
         let targets = options
             .targets
             .as_deref()
             .map(|t| self.target_ids(t))
             .transpose();
-        let prepared = texts
+        texts
             .iter()
             .map(|t| match &targets {
                 Ok(ids) => self.prepare(t, ids.clone(), options.top_k),
                 Err(e) => Err(Error::option("targets", e.to_string())),
             })
-            .collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &Prepared| vec![vec![p.feature.clone()]],
-            |p, out| self.post(p, out),
-        )
+            .collect()
     }
 
     fn prepare(&self, text: &str, targets: Option<Vec<u32>>, top_k: usize) -> Result<Prepared> {
@@ -225,6 +229,35 @@ impl FillMask {
             token_str: tok.decode(&[token], false)?,
             sequence: tok.decode(&filled, single)?,
         })
+    }
+}
+
+impl Staged for FillMask {
+    type Input = String;
+    type Options = FillMaskOptions;
+    type Prepared = Prepared;
+    type Output = FillMaskOutput;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, texts: &[String], options: &FillMaskOptions) -> Vec<Result<Prepared>> {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.prepare_texts(&texts, options)
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        vec![vec![p.feature.clone()]]
+    }
+
+    fn finish(
+        &self,
+        p: &Prepared,
+        out: &[UnitOutput],
+        _: &FillMaskOptions,
+    ) -> Result<FillMaskOutput> {
+        self.post(p, out)
     }
 }
 

@@ -48,7 +48,7 @@ pub mod token_classification;
 pub mod util;
 pub mod zero_shot;
 
-pub use engine::{Engine, EngineOptions, Feature, UnitOutput};
+pub use engine::{Engine, EngineOptions, Feature, Staged, UnitOutput};
 pub use error::{Error, Result};
 pub use fill_mask::{FillMask, FillMaskOptions, FillMaskOutput, FillMaskPrediction};
 pub use hub::{resolve_model, HubError};

@@ -12,7 +12,7 @@ use deberta::HeadKind;
 use deberta_tokenizer::EncodeOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_staged, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{non_empty, softmax};
 
@@ -41,6 +41,12 @@ pub struct ScoredChoice {
 /// The multiple-choice pipeline.
 pub struct MultipleChoice {
     engine: Engine,
+}
+
+/// A prompt tokenized with each of its choices, for [`Staged::finish`].
+pub struct Prepared {
+    input: ChoiceInput,
+    features: Vec<Feature>,
 }
 
 impl MultipleChoice {
@@ -72,16 +78,10 @@ impl MultipleChoice {
 
     /// Scores many prompts; one result per prompt, in order.
     pub fn run_batch(&self, inputs: &[ChoiceInput]) -> Vec<Result<Vec<ScoredChoice>>> {
-        let prepared = inputs.iter().map(|i| self.prepare(i)).collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &(ChoiceInput, Vec<Feature>)| vec![p.1.clone()],
-            |p, out| Ok(post(&p.0, out)),
-        )
+        run_staged(self, inputs, &())
     }
 
-    fn prepare(&self, input: &ChoiceInput) -> Result<(ChoiceInput, Vec<Feature>)> {
+    fn prepare_one(&self, input: &ChoiceInput) -> Result<Prepared> {
         non_empty("prompt", &input.prompt)?;
         if input.choices.is_empty() {
             return Err(Error::input("choices", "at least one choice is needed"));
@@ -99,7 +99,33 @@ impl MultipleChoice {
                 .encode(&input.prompt, Some(choice), &opts)?;
             features.push(Feature::from(&enc));
         }
-        Ok((input.clone(), features))
+        Ok(Prepared {
+            input: input.clone(),
+            features,
+        })
+    }
+}
+
+impl Staged for MultipleChoice {
+    type Input = ChoiceInput;
+    type Options = ();
+    type Prepared = Prepared;
+    type Output = Vec<ScoredChoice>;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, inputs: &[ChoiceInput], _: &()) -> Vec<Result<Prepared>> {
+        inputs.iter().map(|i| self.prepare_one(i)).collect()
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        vec![p.features.clone()]
+    }
+
+    fn finish(&self, p: &Prepared, out: &[UnitOutput], _: &()) -> Result<Vec<ScoredChoice>> {
+        Ok(post(&p.input, out))
     }
 }
 

@@ -13,7 +13,7 @@ use deberta_tokenizer::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_staged, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{char_slice, model_max_length, non_empty};
 
@@ -89,7 +89,8 @@ pub struct QuestionAnswering {
     engine: Engine,
 }
 
-struct Prepared {
+/// A question and context tokenized into windows, for [`Staged::finish`].
+pub struct Prepared {
     context: String,
     windows: Vec<Encoding>,
 }
@@ -123,22 +124,10 @@ impl QuestionAnswering {
 
     /// Answers many questions; one result per input, in order.
     pub fn run_batch(&self, inputs: &[QaInput], options: &QaOptions) -> Vec<Result<QaOutput>> {
-        if let Err(e) = check(options) {
-            return inputs
-                .iter()
-                .map(|_| Err(Error::option(&e.0, e.1.clone())))
-                .collect();
-        }
-        let prepared = inputs.iter().map(|i| self.prepare(i, options)).collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &Prepared| p.windows.iter().map(|w| vec![Feature::from(w)]).collect(),
-            |p, out| Ok(post(p, out, options)),
-        )
+        run_staged(self, inputs, options)
     }
 
-    fn prepare(&self, input: &QaInput, options: &QaOptions) -> Result<Prepared> {
+    fn prepare_one(&self, input: &QaInput, options: &QaOptions) -> Result<Prepared> {
         non_empty("question", &input.question)?;
         non_empty("context", &input.context)?;
         let tok = self.engine.tokenizer();
@@ -177,6 +166,38 @@ impl QuestionAnswering {
             context: input.context.clone(),
             windows: flatten_overflow(vec![enc]).0,
         })
+    }
+}
+
+impl Staged for QuestionAnswering {
+    type Input = QaInput;
+    type Options = QaOptions;
+    type Prepared = Prepared;
+    type Output = QaOutput;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, inputs: &[QaInput], options: &QaOptions) -> Vec<Result<Prepared>> {
+        if let Err(e) = check(options) {
+            return inputs
+                .iter()
+                .map(|_| Err(Error::option(&e.0, e.1.clone())))
+                .collect();
+        }
+        inputs
+            .iter()
+            .map(|i| self.prepare_one(i, options))
+            .collect()
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        p.windows.iter().map(|w| vec![Feature::from(w)]).collect()
+    }
+
+    fn finish(&self, p: &Prepared, out: &[UnitOutput], options: &QaOptions) -> Result<QaOutput> {
+        Ok(post(p, out, options))
     }
 }
 

@@ -10,7 +10,7 @@ use deberta::{HeadKind, ProblemType};
 use deberta_tokenizer::{EncodeOptions, Truncation, TruncationStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_staged, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{non_empty, sigmoid, softmax};
 
@@ -101,6 +101,12 @@ pub struct TextClassification {
     engine: Engine,
 }
 
+/// An input tokenized for [`Staged::finish`].
+pub struct Prepared {
+    feature: Feature,
+    pair: bool,
+}
+
 impl TextClassification {
     /// Loads a sequence-classification checkpoint directory.
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
@@ -134,16 +140,10 @@ impl TextClassification {
         inputs: &[ClassifyInput],
         options: &ClassifyOptions,
     ) -> Vec<Result<ClassifyOutput>> {
-        let prepared = inputs.iter().map(|i| self.prepare(i)).collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &(Feature, bool)| vec![vec![p.0.clone()]],
-            |p, out| self.post(p.1, out, options),
-        )
+        run_staged(self, inputs, options)
     }
 
-    fn prepare(&self, input: &ClassifyInput) -> Result<(Feature, bool)> {
+    fn prepare_one(&self, input: &ClassifyInput) -> Result<Prepared> {
         non_empty("text", &input.text)?;
         if let Some(pair) = &input.text_pair {
             non_empty("text_pair", pair)?;
@@ -156,7 +156,10 @@ impl TextClassification {
             .engine
             .tokenizer()
             .encode(&input.text, input.text_pair.as_deref(), &opts)?;
-        Ok((Feature::from(&enc), input.text_pair.is_some()))
+        Ok(Prepared {
+            feature: Feature::from(&enc),
+            pair: input.text_pair.is_some(),
+        })
     }
 
     fn post(
@@ -199,6 +202,34 @@ impl TextClassification {
     }
 }
 
+impl Staged for TextClassification {
+    type Input = ClassifyInput;
+    type Options = ClassifyOptions;
+    type Prepared = Prepared;
+    type Output = ClassifyOutput;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, inputs: &[ClassifyInput], _: &ClassifyOptions) -> Vec<Result<Prepared>> {
+        inputs.iter().map(|i| self.prepare_one(i)).collect()
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        vec![vec![p.feature.clone()]]
+    }
+
+    fn finish(
+        &self,
+        p: &Prepared,
+        out: &[UnitOutput],
+        options: &ClassifyOptions,
+    ) -> Result<ClassifyOutput> {
+        self.post(p.pair, out, options)
+    }
+}
+
 /// transformers' default `function_to_apply`.
 pub fn default_function(config: &deberta::DebertaV2Config) -> ScoreFunction {
     match config.problem_type {
@@ -228,6 +259,9 @@ pub(crate) fn truncation(
         max_length,
         strategy: strategy.unwrap_or_default(),
         stride: 0,
-        side: engine.tokenizer().config().truncation_side,
+        side: engine
+            .options()
+            .truncation_side
+            .unwrap_or(engine.tokenizer().config().truncation_side),
     })
 }

@@ -12,7 +12,7 @@ use deberta_tokenizer::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_items, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{
     argmax, char_slice, model_max_length, non_empty, softmax, special_id, tokens_to_string,
@@ -97,7 +97,8 @@ pub struct TokenClassification {
     unk_id: Option<u32>,
 }
 
-struct Prepared {
+/// A text tokenized into its windows, for [`Staged::finish`].
+pub struct Prepared {
     text: String,
     windows: Vec<Encoding>,
 }
@@ -143,19 +144,22 @@ impl TokenClassification {
 
     /// Finds the entities of many texts; one result per text, in order.
     pub fn run_batch(&self, texts: &[&str], options: &NerOptions) -> Vec<Result<Vec<Entity>>> {
+        run_items(
+            &self.engine,
+            self.prepare_texts(texts, options),
+            <Self as Staged>::units,
+            |p, out| self.post(p, out, options),
+        )
+    }
+
+    fn prepare_texts(&self, texts: &[&str], options: &NerOptions) -> Vec<Result<Prepared>> {
         if let Err(e) = self.check_labels(&options.ignore_labels) {
             return texts
                 .iter()
                 .map(|_| Err(Error::option("ignore_labels", e.clone())))
                 .collect();
         }
-        let prepared = texts.iter().map(|t| self.prepare(t, options)).collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &Prepared| p.windows.iter().map(|w| vec![Feature::from(w)]).collect(),
-            |p, out| self.post(p, out, options),
-        )
+        texts.iter().map(|t| self.prepare(t, options)).collect()
     }
 
     /// Every ignored label must be a label or entity group of the model ("O" always passes).
@@ -392,6 +396,35 @@ impl TokenClassification {
 }
 
 /// `get_tag`: (`B` or `I`, tag); labels without a prefix count as `I`.
+impl Staged for TokenClassification {
+    type Input = String;
+    type Options = NerOptions;
+    type Prepared = Prepared;
+    type Output = Vec<Entity>;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, texts: &[String], options: &NerOptions) -> Vec<Result<Prepared>> {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.prepare_texts(&texts, options)
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        p.windows.iter().map(|w| vec![Feature::from(w)]).collect()
+    }
+
+    fn finish(
+        &self,
+        p: &Prepared,
+        out: &[UnitOutput],
+        options: &NerOptions,
+    ) -> Result<Vec<Entity>> {
+        self.post(p, out, options)
+    }
+}
+
 fn tag_of(e: &Entity) -> (&str, &str) {
     let name = e.entity.as_deref().unwrap_or("");
     match (name.strip_prefix("B-"), name.strip_prefix("I-")) {

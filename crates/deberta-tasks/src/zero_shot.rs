@@ -10,7 +10,7 @@ use deberta::HeadKind;
 use deberta_tokenizer::{EncodeOptions, Truncation, TruncationStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{run_items, Engine, Feature, UnitOutput};
+use crate::engine::{run_staged, Engine, Feature, Staged, UnitOutput};
 use crate::error::{Error, Result};
 use crate::util::{model_max_length, non_empty, softmax};
 
@@ -92,7 +92,8 @@ pub struct ZeroShot {
     contradiction: usize,
 }
 
-struct Prepared {
+/// A text tokenized against each of its labels, for [`Staged::finish`].
+pub struct Prepared {
     sequence: String,
     labels: Vec<String>,
     features: Vec<Feature>,
@@ -144,16 +145,10 @@ impl ZeroShot {
         inputs: &[ZeroShotInput],
         options: &ZeroShotOptions,
     ) -> Vec<Result<ZeroShotOutput>> {
-        let prepared = inputs.iter().map(|i| self.prepare(i, options)).collect();
-        run_items(
-            &self.engine,
-            prepared,
-            |p: &Prepared| p.features.iter().map(|f| vec![f.clone()]).collect(),
-            |p, out| self.post(p, out, options.multi_label),
-        )
+        run_staged(self, inputs, options)
     }
 
-    fn prepare(&self, input: &ZeroShotInput, options: &ZeroShotOptions) -> Result<Prepared> {
+    fn prepare_one(&self, input: &ZeroShotInput, options: &ZeroShotOptions) -> Result<Prepared> {
         non_empty("text", &input.text)?;
         let labels = match &input.candidate_labels {
             Some(l) => l.labels(),
@@ -243,6 +238,41 @@ impl ZeroShot {
                 .filter_map(|&i| scores.get(i).copied())
                 .collect(),
         })
+    }
+}
+
+impl Staged for ZeroShot {
+    type Input = ZeroShotInput;
+    type Options = ZeroShotOptions;
+    type Prepared = Prepared;
+    type Output = ZeroShotOutput;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(
+        &self,
+        inputs: &[ZeroShotInput],
+        options: &ZeroShotOptions,
+    ) -> Vec<Result<Prepared>> {
+        inputs
+            .iter()
+            .map(|i| self.prepare_one(i, options))
+            .collect()
+    }
+
+    fn units(p: &Prepared) -> Vec<Vec<Feature>> {
+        p.features.iter().map(|f| vec![f.clone()]).collect()
+    }
+
+    fn finish(
+        &self,
+        p: &Prepared,
+        out: &[UnitOutput],
+        options: &ZeroShotOptions,
+    ) -> Result<ZeroShotOutput> {
+        self.post(p, out, options.multi_label)
     }
 }
 

@@ -262,6 +262,7 @@ fn batches_match_single_runs() {
     .with_options(EngineOptions {
         batch_size: 2,
         max_length: None,
+        ..Default::default()
     });
     let p = TextClassification::new(engine);
     let texts = [

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod kernel_env;
 pub mod ner;
 pub mod qa;
+pub mod serve;
 pub mod task_common;
 pub mod tokenize;
 pub mod zero_shot;

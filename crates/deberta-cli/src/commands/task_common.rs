@@ -86,6 +86,7 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
     Ok(engine.with_options(EngineOptions {
         batch_size: args.batch_size,
         max_length: args.max_length,
+        ..Default::default()
     }))
 }
 
