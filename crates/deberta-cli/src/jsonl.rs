@@ -378,4 +378,250 @@ mod tests {
         assert_eq!(total, Some(3));
         assert!(open_input(Some(&dir.path().join("missing"))).is_err());
     }
+
+    /// Property tests (proptest): arbitrary lines through the driver, every non-blank line is
+    /// answered exactly once, in order, with the result or its `{"line": n, "error": ...}`.
+    mod props {
+        use std::time::{Duration, Instant};
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+
+        use super::*;
+
+        /// A line type that accepts unknown fields (as zero-shot and classify do).
+        #[derive(serde::Deserialize, Debug)]
+        struct Loose {
+            text: String,
+            #[allow(dead_code)]
+            text_pair: Option<String>,
+        }
+
+        trait Texted: DeserializeOwned {
+            fn text(&self) -> &str;
+        }
+        impl Texted for Line {
+            fn text(&self) -> &str {
+                &self.text
+            }
+        }
+        impl Texted for Loose {
+            fn text(&self) -> &str {
+                &self.text
+            }
+        }
+
+        /// One input line, without its `\n`.
+        fn line() -> impl Strategy<Value = Vec<u8>> {
+            let text = prop_oneof![
+                "\\PC{0,12}",
+                Just("fail".to_string()),
+                any::<String>().prop_map(|s| s.chars().take(16).collect()),
+            ];
+            let value = prop_oneof![
+                Just("null".to_string()),
+                Just("5".into()),
+                Just("1e99999".into()),
+                Just("-0".into()),
+                Just("\"\\ud800\"".into()),
+                Just("{\"a\": [1, {}]}".into()),
+                "\\PC{0,8}".prop_map(|s| serde_json::Value::from(s).to_string()),
+            ];
+            let valid = text
+                .clone()
+                .prop_map(|t| serde_json::json!({ "text": t }).to_string());
+            prop_oneof![
+                6 => valid.clone().prop_map(String::into_bytes),
+                // A pair, an unknown field, a wrong type, missing or duplicate fields.
+                1 => (text.clone(), text.clone()).prop_map(|(a, b)| {
+                    serde_json::json!({ "text": a, "text_pair": b }).to_string().into_bytes()
+                }),
+                2 => ("[a-z_]{1,8}", value.clone()).prop_map(|(k, v)| {
+                    format!("{{\"text\": \"a\", \"{k}\": {v}}}").into_bytes()
+                }),
+                2 => value.clone().prop_map(|v| format!("{{\"text\": {v}}}").into_bytes()),
+                1 => prop::sample::select(vec!["{}", "[]", "[\"a\"]", "\"a\"", "0", "null",
+                    "{\"text\": \"a\", \"text\": \"b\"}", "{\"text\": \"a\"} x", "{"])
+                    .prop_map(|s| s.as_bytes().to_vec()),
+                // Blank lines (they count in the numbering but get no answer).
+                2 => prop::collection::vec(
+                    prop::sample::select(vec![b' ', b'\t', b'\r', 0x0b, 0x0c]),
+                    0..4,
+                ),
+                // Arbitrary bytes, invalid UTF-8 among them.
+                3 => prop::collection::vec(any::<u8>(), 0..48)
+                    .prop_map(|b| b.into_iter().filter(|&c| c != b'\n').collect()),
+                2 => (valid, any::<prop::sample::Index>(), 0x80u8..=0xff).prop_map(
+                    |(v, i, b)| {
+                        let mut v = v.into_bytes();
+                        let at = i.index(v.len() + 1);
+                        v.insert(at, b);
+                        v
+                    }
+                ),
+                // Deep nesting, alone or as the value of an unknown field.
+                1 => (1usize..4000, any::<bool>()).prop_map(|(d, field)| {
+                    let nested = format!("{}{}", "[".repeat(d), "]".repeat(d));
+                    if field {
+                        format!("{{\"text\": \"a\", \"x\": {nested}}}").into_bytes()
+                    } else {
+                        nested.into_bytes()
+                    }
+                }),
+                // A long line.
+                1 => (1usize..16_000).prop_map(|n| {
+                    serde_json::json!({ "text": "ab ".repeat(n / 3) }).to_string().into_bytes()
+                }),
+            ]
+        }
+
+        /// Lines, each maybe ending in `\r\n`, and whether the input ends with a line break.
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            (
+                prop::collection::vec((line(), prop::bool::weighted(0.2)), 0..24),
+                any::<bool>(),
+            )
+                .prop_map(|(lines, final_newline)| {
+                    let mut out = Vec::new();
+                    for (i, (l, crlf)) in lines.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b'\n');
+                        }
+                        out.extend_from_slice(l);
+                        if *crlf {
+                            out.push(b'\r');
+                        }
+                    }
+                    if final_newline && !lines.is_empty() {
+                        out.push(b'\n');
+                    }
+                    out
+                })
+        }
+
+        /// What the driver must answer for each non-blank line: (line number, `Some(result)`
+        /// or `None` for an error line). With `short`, the command answers one input fewer per
+        /// chunk than it was given.
+        fn expected<T: Texted>(
+            input: &[u8],
+            chunk: usize,
+            short: bool,
+        ) -> Vec<(usize, Option<String>)> {
+            let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+            if input.last() == Some(&b'\n') || input.is_empty() {
+                lines.pop();
+            }
+            let answered: Vec<(usize, Option<T>)> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !is_blank(l))
+                .map(|(i, l)| {
+                    let l = l.strip_suffix(b"\r").unwrap_or(l);
+                    let parsed = std::str::from_utf8(l)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<T>(t).ok());
+                    (i + 1, parsed)
+                })
+                .collect();
+            let mut out = Vec::new();
+            for group in answered.chunks(chunk) {
+                let last_ok = group.iter().rposition(|(_, p)| p.is_some());
+                for (j, (n, parsed)) in group.iter().enumerate() {
+                    let result = parsed.as_ref().and_then(|p| {
+                        let dropped = short && Some(j) == last_ok;
+                        (!dropped && p.text() != "fail").then(|| p.text().to_uppercase())
+                    });
+                    out.push((*n, result));
+                }
+            }
+            out
+        }
+
+        fn check_driver<T: Texted>(
+            input: &[u8],
+            chunk: usize,
+            short: bool,
+        ) -> Result<(), TestCaseError> {
+            let started = Instant::now();
+            let opts = Options {
+                chunk,
+                shape: "{\"text\": ...}",
+                total: None,
+            };
+            let process = |lines: &[T]| -> Vec<Result<String>> {
+                let n = lines.len() - usize::from(short);
+                lines[..n]
+                    .iter()
+                    .map(|l| match l.text() {
+                        "fail" => Err(anyhow::anyhow!("cannot run")),
+                        t => Ok(t.to_uppercase()),
+                    })
+                    .collect()
+            };
+            let mut out = Vec::new();
+            let summary = run(input, &mut out, &opts, process)
+                .map_err(|e| TestCaseError::fail(format!("the job failed: {e:#}")))?;
+            let want = expected::<T>(input, chunk, short);
+            let text = String::from_utf8(out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(text.is_empty() || text.ends_with('\n'));
+            let got: Vec<&str> = text.lines().collect();
+            prop_assert_eq!(got.len(), want.len(), "one output line per input line");
+            let mut failed = Vec::new();
+            for (line, (n, result)) in got.iter().zip(&want) {
+                let value: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| TestCaseError::fail(format!("{line:?}: {e}")))?;
+                match result {
+                    Some(r) => prop_assert_eq!(&value, &serde_json::Value::from(r.as_str())),
+                    None => {
+                        failed.push(*n);
+                        let object = value.as_object();
+                        prop_assert!(object.is_some_and(|o| o.len() == 2), "{value}");
+                        prop_assert_eq!(&value["line"], &serde_json::Value::from(*n));
+                        let error = value["error"].as_str().unwrap_or_default();
+                        prop_assert!(!error.is_empty(), "{value}");
+                    }
+                }
+            }
+            prop_assert_eq!(summary.lines, want.len());
+            prop_assert_eq!(summary.failed, failed);
+            prop_assert!(started.elapsed() < Duration::from_secs(10));
+            Ok(())
+        }
+
+        fn check<S: Strategy>(
+            seed: u64,
+            strategy: S,
+            test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+        ) {
+            let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+            let config = Config {
+                cases: env("PROPTEST_CASES").map_or(256, |n| n as u32),
+                rng_seed: RngSeed::Fixed(env("PROPTEST_RNG_SEED").unwrap_or(seed)),
+                failure_persistence: None,
+                ..Config::default()
+            };
+            if let Err(e) = TestRunner::new(config).run(&strategy, test) {
+                panic!("{e}");
+            }
+        }
+
+        fn args() -> impl Strategy<Value = (Vec<u8>, usize, bool)> {
+            (input(), 1usize..6, prop::bool::weighted(0.2))
+                .prop_filter("inputs stay under 64 KiB", |(i, _, _)| i.len() < 64 << 10)
+        }
+
+        #[test]
+        fn every_line_is_answered_once_in_order_strict_fields() {
+            check(1, args(), |(input, chunk, short)| {
+                check_driver::<Line>(&input, chunk, short)
+            });
+        }
+
+        #[test]
+        fn every_line_is_answered_once_in_order_unknown_fields_accepted() {
+            check(2, args(), |(input, chunk, short)| {
+                check_driver::<Loose>(&input, chunk, short)
+            });
+        }
+    }
 }
