@@ -109,10 +109,8 @@ pub enum Backend {
 /// The path chosen for a model, with what it was chosen from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecutionPlan {
-    backend: Backend,
-    /// The path inference runs on (training always runs on candle).
+    /// The path inference runs on (training always runs on candle: [`Self::backend`]).
     inference: Backend,
-    linear_format: LinearFormat,
     dtype: DType,
     training: bool,
     options: KernelOptions,
@@ -146,9 +144,7 @@ impl ExecutionPlan {
             ));
         }
         let plan = Self {
-            backend: inference,
             inference,
-            linear_format: format,
             dtype,
             training: false,
             options,
@@ -175,38 +171,34 @@ impl ExecutionPlan {
     /// The same plan in training mode (candle path: the fused path has no backward) or back in
     /// inference.
     pub fn with_training(&self, training: bool) -> Result<Self> {
-        if training && self.linear_format != LinearFormat::F32 {
+        if training && self.linear_format() != LinearFormat::F32 {
             return Err(Error::unsupported(
                 "training",
                 format!(
                     "the encoder's linear layers are {} (training needs the f32 parameters; set \
                      LinearFormat::F32 first)",
-                    self.linear_format
+                    self.linear_format()
                 ),
             ));
         }
-        let plan = Self {
-            backend: if training {
-                Backend::Candle
-            } else {
-                self.inference
-            },
-            training,
-            ..*self
-        };
-        if plan.backend != self.backend {
+        let plan = Self { training, ..*self };
+        if plan.backend() != self.backend() {
             tracing::info!(plan = %plan, "execution plan");
         }
         Ok(plan)
     }
 
     /// The implementation the next forward pass runs.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
+    pub fn backend(&self) -> Backend {
+        if self.training {
+            Backend::Candle
+        } else {
+            self.inference
+        }
     }
 
     pub fn linear_format(&self) -> LinearFormat {
-        self.linear_format
+        self.options.linear_format
     }
 
     pub fn dtype(&self) -> DType {
@@ -219,7 +211,7 @@ impl ExecutionPlan {
 
     /// `candle` or `cpu-fused` (reports).
     pub fn path_name(&self) -> &'static str {
-        match self.backend {
+        match self.backend() {
             Backend::Candle => "candle",
             Backend::CpuFused(_) => "cpu-fused",
         }
@@ -227,9 +219,9 @@ impl ExecutionPlan {
 
     /// The linear-layer kernel the plan runs (reports): `candle` on the candle path.
     pub fn linear_kernel(&self) -> &'static str {
-        match &self.backend {
+        match self.backend() {
             Backend::Candle => "candle",
-            Backend::CpuFused(k) => k.linear_kernel(self.linear_format),
+            Backend::CpuFused(k) => k.linear_kernel(self.linear_format()),
         }
     }
 }
@@ -241,12 +233,12 @@ impl fmt::Display for ExecutionPlan {
             "path={} dtype={:?} linear_format={} linear_kernel={} threads={}{}",
             self.path_name(),
             self.dtype,
-            self.linear_format,
+            self.linear_format(),
             self.linear_kernel(),
             candle_core::utils::get_num_threads(),
             if self.training { " training" } else { "" }
         )?;
-        if let Backend::CpuFused(k) = &self.backend {
+        if let Backend::CpuFused(k) = self.backend() {
             write!(f, " kernels=[{k}]")?;
         }
         Ok(())

@@ -115,7 +115,7 @@ impl DebertaV2Encoder {
     pub fn prepare(&self, plan: &ExecutionPlan) -> Result<()> {
         match plan.backend() {
             Backend::CpuFused(kernels) => {
-                let built = self.build_fused(plan, kernels)?;
+                let built = self.build_fused(plan, &kernels)?;
                 self.fused.install(self.version.get(), built)
             }
             Backend::Candle => self.fused.clear(),
@@ -147,7 +147,7 @@ impl DebertaV2Encoder {
         match plan.backend() {
             Backend::Candle => self.forward_candle(embeddings, input, &bias, mode, &mut out)?,
             Backend::CpuFused(kernels) => {
-                self.forward_fused(embeddings, input, &bias, (plan, kernels), &mut out)?
+                self.forward_fused(embeddings, input, &bias, (plan, &kernels), &mut out)?
             }
         }
         Ok(out)
