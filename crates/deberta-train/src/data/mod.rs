@@ -1,0 +1,1 @@
+//! The training data formats (filled in by the data work).
