@@ -9,6 +9,8 @@
 
 pub mod data;
 pub mod error;
+pub mod grad;
 pub mod metrics;
 
 pub use error::{Error, Result};
+pub use grad::{gradients, Gradients};

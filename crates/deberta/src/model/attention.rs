@@ -57,6 +57,10 @@ pub struct AttentionContext<'a> {
     /// `[1, B, L, L]` additive bias in the compute dtype: 0 where query i may attend to key j,
     /// the dtype's minimum elsewhere.
     pub bias: &'a Tensor,
+    /// `[1, B, L, L]` u8: 1 where query i may attend to key j. Training mode masks with it
+    /// (`masked_fill`, which also stops the gradient at masked scores) instead of adding the
+    /// bias, whose gradient would reach the scores of fully masked query rows.
+    pub keep: &'a Tensor,
     /// Gather tables for the relative terms (present when relative attention is on).
     pub index: Option<&'a RelativeIndex>,
     /// The (normalised) relative embedding table `[2S, hidden]` (present when relative
@@ -169,7 +173,7 @@ impl DisentangledSelfAttention {
             }
         }
         // [H*B, L, L] -> [H, B, L, L] + [1, B, L, L]
-        let scores = scores.reshape((h, b, l, l))?.broadcast_add(ctx.bias)?;
+        let scores = mask_scores(scores.reshape((h, b, l, l))?, ctx, mode)?;
         let probs = softmax_last_dim(&scores, mode)?;
         let dropped = mode.dropout(&probs, self.probs_dropout)?;
         let context = dropped
@@ -182,6 +186,18 @@ impl DisentangledSelfAttention {
             .reshape((b, l, h * d))?;
         Ok((context, probs))
     }
+}
+
+/// transformers' `masked_fill(~mask, finfo.min)` on `scores [H, B, L, L]`: an additive bias in
+/// inference (same values), a select in training (same values, and no gradient reaches a
+/// masked score, as with PyTorch's `masked_fill`).
+fn mask_scores(scores: Tensor, ctx: &AttentionContext, mode: &RunMode) -> Result<Tensor> {
+    if !mode.is_train() {
+        return Ok(scores.broadcast_add(ctx.bias)?);
+    }
+    let shape = scores.shape().clone();
+    let keep = ctx.keep.broadcast_as(&shape)?;
+    Ok(keep.where_cond(&scores, &ctx.bias.broadcast_as(&shape)?)?)
 }
 
 /// A self-attention's parameters by role (the position projections resolved to the layers

@@ -49,11 +49,15 @@ impl ConvLayer {
         mode: &RunMode,
     ) -> Result<Tensor> {
         let train = mode.is_train();
-        // [B, L, H] -> [B, H, L] -> conv -> [B, L, H]
-        let x = embeddings.transpose(1, 2)?.contiguous()?;
-        let out = x.conv1d(self.weight.get(train), self.padding, 1, 1, self.groups)?;
-        let out = out.broadcast_add(&self.bias.get(train).reshape((1, (), 1))?)?;
-        let out = out.transpose(1, 2)?;
+        let out = if train {
+            self.conv_differentiable(embeddings)?
+        } else {
+            // [B, L, H] -> [B, H, L] -> conv -> [B, L, H]
+            let x = embeddings.transpose(1, 2)?.contiguous()?;
+            let out = x.conv1d(self.weight.get(false), self.padding, 1, 1, self.groups)?;
+            out.transpose(1, 2)?
+        };
+        let out = out.broadcast_add(self.bias.get(train))?;
         // transformers zeroes positions whose mask is not exactly 1: masked_fill((1 - mask).bool()).
         let mask = input_mask.unsqueeze(D::Minus1)?; // [B, L, 1]
         let keep = mask.eq(1f64)?.broadcast_as(out.shape())?;
@@ -61,5 +65,36 @@ impl ConvLayer {
         let out = self.act.forward(&mode.dropout(&out, self.dropout)?)?;
         let normed = self.layer_norm.forward(&(residual + out)?, mode)?;
         Ok(normed.broadcast_mul(&mask)?)
+    }
+
+    /// The grouped convolution (no bias) as shifted slices and one matmul per group, so that
+    /// candle's autograd gives the kernel's gradient (its `conv1d` backward gets it wrong).
+    /// `x [B, L, H]` -> `[B, L', H]` with `L' = L + 2 * padding - k + 1`.
+    fn conv_differentiable(&self, x: &Tensor) -> Result<Tensor> {
+        let weight = self.weight.get(true); // [H_out, H_in / groups, k]
+        let (h_out, in_per_group, k) = weight.dims3()?;
+        let (b, l, _) = x.dims3()?;
+        let out_len = (l + 2 * self.padding + 1).saturating_sub(k);
+        let padded = x.pad_with_zeros(1, self.padding, self.padding)?; // [B, L + 2p, H]
+        let out_per_group = h_out / self.groups;
+        let mut outs = Vec::with_capacity(self.groups);
+        for g in 0..self.groups {
+            let xg = padded.narrow(2, g * in_per_group, in_per_group)?;
+            let shifted = (0..k)
+                .map(|t| xg.narrow(1, t, out_len))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            // k x [B, L', Hg] -> [B, L', k, Hg] -> [B*L', k*Hg]
+            let cols = Tensor::stack(&shifted, 2)?.reshape((b * out_len, k * in_per_group))?;
+            // [Og, Hg, k] -> [Og, k, Hg] -> [Og, k*Hg]
+            let wg = weight
+                .narrow(0, g * out_per_group, out_per_group)?
+                .permute((0, 2, 1))?
+                .reshape((out_per_group, k * in_per_group))?;
+            outs.push(
+                cols.matmul(&wg.t()?)?
+                    .reshape((b, out_len, out_per_group))?,
+            );
+        }
+        Ok(Tensor::cat(&outs, 2)?)
     }
 }

@@ -169,8 +169,11 @@ impl DebertaV2Encoder {
             ),
             None => (None, None),
         };
+        let (b, _, l, _) = input.pair_mask.dims4()?;
+        let keep = input.pair_mask.reshape((1, b, l, l))?; // [B, 1, L, L] -> [1, B, L, L]
         let ctx = AttentionContext {
             bias,
+            keep: &keep,
             index: index.as_ref(),
             rel_embeddings: rel.as_ref(),
         };
