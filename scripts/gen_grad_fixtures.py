@@ -296,8 +296,7 @@ def build_optim_case(name, source, opts, seed):
     tiny = {k: None for k in names}
     losses, lrs, norms = [], [], []
     for _ in range(opts["max_steps"]):
-        lrs.append(max(scheduler.get_last_lr()) / max(g["lr"] / opts["learning_rate"] for g in optimizer.param_groups)
-                   if any(g["lr"] for g in optimizer.param_groups) else 0.0)
+        lrs.append(opts["learning_rate"] * scheduler.lr_lambdas[0](scheduler.last_epoch))
         optimizer.zero_grad(set_to_none=True)
         out = model64(**as_f64(inputs))
         out.loss.backward()

@@ -74,6 +74,9 @@ pub struct Checkpoint {
     format: WeightFormat,
     files: Vec<(PathBuf, Reader)>,
     inventory: BTreeMap<String, TensorEntry>,
+    /// `Some(initializer_range)`: every tensor the model needs and the checkpoint lacks is
+    /// initialised as transformers' `_init_weights` does (a model built from its config).
+    init_missing: Option<f64>,
 }
 
 /// Weight files in the order transformers prefers them.
@@ -147,7 +150,36 @@ impl Checkpoint {
             format,
             files,
             inventory,
+            init_missing: None,
         })
+    }
+
+    /// A checkpoint with no tensors whose every parameter is initialised as transformers'
+    /// `_init_weights` does: normal(0, `initializer_range`) for matrices, zeros for biases, ones
+    /// for LayerNorm weights (a model built from `config.json` alone, for pretraining).
+    pub fn empty_for_init(initializer_range: f64) -> Self {
+        Self {
+            format: WeightFormat::Safetensors,
+            files: Vec::new(),
+            inventory: BTreeMap::new(),
+            init_missing: Some(initializer_range),
+        }
+    }
+
+    /// Drops every tensor whose name starts with `prefix` from the inventory, so that the model
+    /// initialises those parameters instead (a head whose label count changed, as transformers'
+    /// `ignore_mismatched_sizes`). Returns the dropped names.
+    pub fn forget_prefix(&mut self, prefix: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .inventory
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for name in &names {
+            self.inventory.remove(name);
+        }
+        names
     }
 
     /// The format the weights were read from.
@@ -491,6 +523,20 @@ impl<'a> Weights<'a> {
 
     /// Loads `name` under this view with exactly `shape`, as a parameter in the load's dtype.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Param> {
+        if let Some(std) = self
+            .checkpoint
+            .init_missing
+            .filter(|_| !self.contains(name))
+        {
+            let init = if name.ends_with("bias") {
+                Init::Zeros
+            } else if shape.len() == 1 {
+                Init::Ones
+            } else {
+                Init::Normal(std)
+            };
+            return self.get_or_init(shape, name, init);
+        }
         let full = self.full_name(name);
         let tensor = self.checkpoint.load(&full, shape, self.device)?;
         self.state.used.borrow_mut().insert(full);
