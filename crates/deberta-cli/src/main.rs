@@ -48,6 +48,10 @@ enum Command {
     Qa(commands::qa::QaArgs),
     /// Multiple choice: score each choice for a prompt.
     Choice(commands::choice::ChoiceArgs),
+    /// One training-mode forward + backward pass: the loss and every parameter's gradient.
+    Grad(commands::grad::GradArgs),
+    /// Fine-tune a head or pretrain with masked LM (transformers' Trainer semantics).
+    Train(commands::train::TrainArgs),
     /// Serve the model over HTTP (TEI's routes plus every task), with batching.
     Serve(commands::serve::ServeArgs),
 }
@@ -83,5 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Qa(args) => commands::qa::run(args),
         Command::Choice(args) => commands::choice::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Grad(args) => commands::grad::run(args),
+        Command::Train(args) => commands::train::run(args),
     }
 }

@@ -104,11 +104,12 @@ impl Trainer {
             logging_steps: 1,
             ..o.clone()
         };
-        if comparable(&state.options) != comparable(&self.options) {
+        let differing = differing_fields(&comparable(&state.options), &comparable(&self.options));
+        if !differing.is_empty() {
             return Err(Error::invalid(format!(
-                "--resume {}: the run was saved with other options ({:?}); resume with the same ones",
+                "--resume {}: the run was saved with other options ({}); resume with the same ones",
                 dir.display(),
-                state.options
+                differing.join(", ")
             )));
         }
         self.optimizer.load_state(&moments, state.step)?;
@@ -154,13 +155,13 @@ impl Trainer {
             let record = self.train_step(&mut log)?;
             first.get_or_insert(record.loss);
             last = Some(record.loss);
-            if self.options.save_steps.is_some_and(|n| self.step % n == 0)
+            if self.options.save_steps.is_some_and(|n| self.step.is_multiple_of(n))
                 && self.step < self.schedule.total_steps
             {
                 let dir = self.output.join(format!("checkpoint-{}", self.step));
                 self.save(&dir)?;
             }
-            if self.options.eval_steps.is_some_and(|n| self.step % n == 0)
+            if self.options.eval_steps.is_some_and(|n| self.step.is_multiple_of(n))
                 && self.step < self.schedule.total_steps
             {
                 eval = self.evaluate(&mut log)?.or(eval);
@@ -272,6 +273,19 @@ pub fn schedule_for(options: &TrainOptions, per_epoch: u64) -> Result<Schedule> 
         warmup_steps: warmup_steps(options.warmup_steps, options.warmup_ratio, total)?,
         total_steps: total,
     })
+}
+
+/// `name: saved -> now` for each option that differs.
+fn differing_fields(saved: &TrainOptions, now: &TrainOptions) -> Vec<String> {
+    let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
+        (serde_json::to_value(saved), serde_json::to_value(now))
+    else {
+        return vec!["(unreadable options)".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {v} -> {}", b.get(k).unwrap_or(&Value::Null)))
+        .collect()
 }
 
 fn add_grads(

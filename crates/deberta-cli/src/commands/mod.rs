@@ -6,12 +6,15 @@ pub mod classify;
 pub mod convert;
 pub mod fill_mask;
 pub mod forward;
+pub mod grad;
 pub mod kernel_env;
 pub mod ner;
 pub mod qa;
 pub mod serve;
 pub mod task_common;
 pub mod tokenize;
+pub mod train;
+pub mod train_data;
 pub mod zero_shot;
 
 /// `--threads`: at least 1 and at most 4 threads per available core (never fewer than 64 nor
