@@ -18,8 +18,12 @@
 mod classification;
 mod correlation;
 mod mlm;
+mod seqeval;
 mod set;
+mod squad;
 
+pub use self::seqeval::{get_entities, seqeval, Entity, EntityScores, TypeScores};
+pub use self::squad::{exact_match, normalize_answer, squad, token_f1, SquadScores};
 pub use classification::{accuracy, macro_f1};
 pub use correlation::{average_ranks, pearson, spearman};
 pub use mlm::{masked_accuracy, perplexity, IGNORE_INDEX};
