@@ -474,7 +474,8 @@ impl Summary {
                 LabelSet::numbered(ids(2), ProblemType::MultiLabel)
             };
         }
-        if self.non_integral && self.names.is_empty() {
+        if self.non_integral {
+            // Names among scores are then bad lines.
             return LabelSet::numbered(1, ProblemType::Regression);
         }
         if self.names.is_empty() {

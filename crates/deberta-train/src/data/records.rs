@@ -39,10 +39,7 @@ pub(crate) type Numbered = (usize, Record);
 ///
 /// Multiple choice: every line must have as many choices as the first good line; a line with
 /// another count is a bad line (so that every batch is a `[B, C, L]` block).
-pub(crate) fn read_records(
-    path: &Path,
-    task: Task,
-) -> Result<(Vec<Numbered>, Vec<BadLine>)> {
+pub(crate) fn read_records(path: &Path, task: Task) -> Result<(Vec<Numbered>, Vec<BadLine>)> {
     let (objects, mut bad) = read_objects(path)?;
     let mut good = Vec::with_capacity(objects.len());
     let mut choices: Option<usize> = None;
