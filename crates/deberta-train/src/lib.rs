@@ -15,6 +15,7 @@
 pub mod batches;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod grad;
 pub mod init;
 pub mod log;
@@ -27,10 +28,11 @@ pub mod schedule;
 pub mod state;
 pub mod trainer;
 
-pub use batches::{BatchSource, FixedBatch, MicroBatch, OwnedLabels};
+pub use batches::{BatchSource, DatasetBatches, FixedBatch, MicroBatch, OwnedLabels};
 pub use error::{Error, Result};
+pub use evaluate::DatasetEvaluator;
 pub use grad::{gradients, Gradients};
-pub use model_load::{load_model, ModelSpec, NewLabels};
+pub use model_load::{load_model, ModelSpec};
 pub use optim::{AdamW, AdamWConfig};
 pub use options::TrainOptions;
 pub use schedule::{Schedule, ScheduleKind};

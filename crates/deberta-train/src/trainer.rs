@@ -155,13 +155,19 @@ impl Trainer {
             let record = self.train_step(&mut log)?;
             first.get_or_insert(record.loss);
             last = Some(record.loss);
-            if self.options.save_steps.is_some_and(|n| self.step.is_multiple_of(n))
+            if self
+                .options
+                .save_steps
+                .is_some_and(|n| self.step.is_multiple_of(n))
                 && self.step < self.schedule.total_steps
             {
                 let dir = self.output.join(format!("checkpoint-{}", self.step));
                 self.save(&dir)?;
             }
-            if self.options.eval_steps.is_some_and(|n| self.step.is_multiple_of(n))
+            if self
+                .options
+                .eval_steps
+                .is_some_and(|n| self.step.is_multiple_of(n))
                 && self.step < self.schedule.total_steps
             {
                 eval = self.evaluate(&mut log)?.or(eval);

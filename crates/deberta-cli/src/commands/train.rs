@@ -18,88 +18,89 @@ use crate::json_input::ForwardInputs;
 pub struct TrainArgs {
     /// Checkpoint directory to start from (with --from-scratch: only its config.json is read).
     #[arg(long)]
-    model: PathBuf,
+    pub(super) model: PathBuf,
     /// Output checkpoint directory.
     #[arg(long)]
-    output: PathBuf,
+    pub(super) output: PathBuf,
     /// Model class: auto follows config.json's `architectures`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "masked-lm", "sequence-classification", "token-classification", "question-answering", "multiple-choice"])]
-    head: String,
+    pub(super) head: String,
     /// One batch in `deberta forward`'s JSON format with labels, used as every step's batch.
     #[arg(long, conflicts_with_all = ["train", "eval"])]
-    tokenized: Option<PathBuf>,
+    pub(super) tokenized: Option<PathBuf>,
     /// Training data, JSON lines in the head's format (see the README).
     #[arg(long)]
-    train: Option<PathBuf>,
+    pub(super) train: Option<PathBuf>,
     /// Evaluation data in the same format.
     #[arg(long)]
-    eval: Option<PathBuf>,
+    pub(super) eval: Option<PathBuf>,
     /// Tokenizer directory (default: --model).
     #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    pub(super) tokenizer: Option<PathBuf>,
     /// A new label set, in id order (default: the config's, else the training file's).
     #[arg(long, value_delimiter = ',')]
-    labels: Option<Vec<String>>,
+    pub(super) labels: Option<Vec<String>>,
     #[arg(long, default_value_t = 5e-5)]
-    learning_rate: f64,
+    pub(super) learning_rate: f64,
     #[arg(long, default_value_t = 0.0)]
-    weight_decay: f64,
+    pub(super) weight_decay: f64,
     #[arg(long, conflicts_with = "warmup_ratio")]
-    warmup_steps: Option<u64>,
+    pub(super) warmup_steps: Option<u64>,
     #[arg(long)]
-    warmup_ratio: Option<f64>,
+    pub(super) warmup_ratio: Option<f64>,
     /// Optimiser steps (overrides --epochs).
     #[arg(long)]
-    max_steps: Option<u64>,
+    pub(super) max_steps: Option<u64>,
     #[arg(long, default_value_t = 3.0)]
-    epochs: f64,
+    pub(super) epochs: f64,
     #[arg(long, default_value_t = 8)]
-    batch_size: usize,
+    pub(super) batch_size: usize,
     #[arg(long, default_value_t = 1)]
-    gradient_accumulation: usize,
+    pub(super) gradient_accumulation: usize,
     /// Clip the global gradient norm to this (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
-    max_grad_norm: f64,
+    pub(super) max_grad_norm: f64,
     #[arg(long, default_value = "linear", value_parser = ["linear", "cosine", "constant"])]
-    lr_schedule: String,
+    pub(super) lr_schedule: String,
     #[arg(long, default_value_t = 0.9)]
-    adam_beta1: f64,
+    pub(super) adam_beta1: f64,
     #[arg(long, default_value_t = 0.999)]
-    adam_beta2: f64,
+    pub(super) adam_beta2: f64,
     #[arg(long, default_value_t = 1e-8)]
-    adam_epsilon: f64,
+    pub(super) adam_epsilon: f64,
     /// Layer-wise learning-rate decay (1.0: off).
     #[arg(long, default_value_t = 1.0)]
-    layer_lr_decay: f64,
+    pub(super) layer_lr_decay: f64,
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(super) seed: u64,
     /// Evaluate every N steps (and at the end).
     #[arg(long)]
-    eval_steps: Option<u64>,
+    pub(super) eval_steps: Option<u64>,
     /// Save OUTPUT/checkpoint-N every N steps.
     #[arg(long)]
-    save_steps: Option<u64>,
+    pub(super) save_steps: Option<u64>,
     /// Log every N steps.
     #[arg(long, default_value_t = 1)]
-    logging_steps: u64,
+    pub(super) logging_steps: u64,
     /// Continue the run saved in this checkpoint directory (same options).
     #[arg(long)]
-    resume: Option<PathBuf>,
+    pub(super) resume: Option<PathBuf>,
     /// Longest tokenised example (longer ones are truncated; QA contexts are windowed).
     #[arg(long, default_value_t = 128)]
-    max_length: usize,
-    /// Overlap of QA context windows, in tokens.
-    #[arg(long, default_value_t = 128)]
-    doc_stride: usize,
+    pub(super) max_length: usize,
+    /// Overlap of QA context windows, in tokens (default: 128, at most a quarter of
+    /// --max-length).
+    #[arg(long)]
+    pub(super) doc_stride: Option<usize>,
     /// Masking probability of masked-LM training.
     #[arg(long, default_value_t = 0.15)]
-    mlm_probability: f64,
+    pub(super) mlm_probability: f64,
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = super::parse_threads)]
-    threads: Option<usize>,
+    pub(super) threads: Option<usize>,
     /// Initialise every weight randomly from config.json (pretraining).
     #[arg(long)]
-    from_scratch: bool,
+    pub(super) from_scratch: bool,
 }
 
 impl TrainArgs {
@@ -126,7 +127,7 @@ impl TrainArgs {
         })
     }
 
-    fn head(&self) -> Result<Option<HeadKind>> {
+    pub(super) fn head(&self) -> Result<Option<HeadKind>> {
         Ok(match self.head.as_str() {
             "auto" => None,
             name => Some(name.parse::<HeadKind>()?),
@@ -151,7 +152,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// The weights a run starts from: `--resume DIR` when given, else `--model`.
-fn weights_dir(args: &TrainArgs) -> &Path {
+pub(super) fn weights_dir(args: &TrainArgs) -> &Path {
     args.resume.as_deref().unwrap_or(&args.model)
 }
 
