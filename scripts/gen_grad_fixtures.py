@@ -120,6 +120,9 @@ CASES = {
 OPTIM_CASES = {
     "adamw_linear_warmup_clip": ("v3_buckets", dict(learning_rate=1e-3, weight_decay=0.01, warmup_steps=2, max_steps=6, max_grad_norm=1.0, lr_schedule="linear", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, layer_lr_decay=1.0)),
     "adamw_cosine_llrd_noclip": ("tok_conv", dict(learning_rate=2e-3, weight_decay=0.1, warmup_steps=1, max_steps=5, max_grad_norm=0.0, lr_schedule="cosine", adam_beta1=0.8, adam_beta2=0.99, adam_epsilon=1e-6, layer_lr_decay=0.8)),
+    # Gradient accumulation over two different micro-batches (rows [0, 1] and [2] of the batch):
+    # each micro-batch's mean loss / 2, gradients summed, as the Trainer accumulates.
+    "adamw_accumulation": ("v3_buckets", dict(learning_rate=1e-3, weight_decay=0.01, warmup_steps=1, max_steps=3, max_grad_norm=1.0, lr_schedule="linear", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, layer_lr_decay=1.0, micro_batches=[[0, 1], [2]])),
     "adamw_mlm_tied": ("mlm_legacy_v3", dict(learning_rate=1e-3, weight_decay=0.01, warmup_steps=0, max_steps=4, max_grad_norm=0.5, lr_schedule="linear", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, layer_lr_decay=1.0)),
 }
 
@@ -298,9 +301,13 @@ def build_optim_case(name, source, opts, seed):
     for _ in range(opts["max_steps"]):
         lrs.append(opts["learning_rate"] * scheduler.lr_lambdas[0](scheduler.last_epoch))
         optimizer.zero_grad(set_to_none=True)
-        out = model64(**as_f64(inputs))
-        out.loss.backward()
-        losses.append(out.loss.item())
+        micro = opts.get("micro_batches", [list(range(inputs["input_ids"].shape[0]))])
+        step_loss = 0.0
+        for rows in micro:
+            out = model64(**as_f64({k: v[rows] for k, v in inputs.items()}))
+            (out.loss / len(micro)).backward()
+            step_loss += out.loss.item() / len(micro)
+        losses.append(step_loss)
         for k, p in model64.named_parameters():
             small = (p.grad.abs() < 1e-12) if p.grad is not None else torch.ones_like(p, dtype=torch.bool)
             tiny[k] = small if tiny[k] is None else (tiny[k] & small)

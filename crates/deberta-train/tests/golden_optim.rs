@@ -10,7 +10,9 @@ mod common;
 
 use candle_core::{safetensors, Device, Tensor};
 use deberta::TaskModel;
-use deberta_train::{FixedBatch, OwnedLabels, ScheduleKind, TrainOptions, Trainer};
+use deberta_train::{
+    BatchSource, FixedBatch, MicroBatch, OwnedLabels, ScheduleKind, TrainOptions, Trainer,
+};
 use serde_json::Value;
 
 const TOL: f32 = 1e-4;
@@ -34,7 +36,50 @@ fn options(dir: &std::path::Path) -> TrainOptions {
         adam_beta2: f("adam_beta2"),
         adam_epsilon: f("adam_epsilon"),
         layer_lr_decay: f("layer_lr_decay"),
+        gradient_accumulation: o
+            .get("micro_batches")
+            .map_or(1, |m| m.as_array().unwrap().len()),
         ..TrainOptions::default()
+    }
+}
+
+/// `options.json`'s `micro_batches`: the rows of the fixture batch each micro-batch takes.
+fn micro_batches(dir: &std::path::Path) -> Option<Vec<Vec<u32>>> {
+    let o: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("options.json")).unwrap()).unwrap();
+    serde_json::from_value(o.get("micro_batches")?.clone()).ok()
+}
+
+/// Micro-batch `k` is the rows `rows[k % len]` of the fixture batch (a user-defined source).
+struct RowBatches {
+    inputs: common::ForwardInputs,
+    rows: Vec<Vec<u32>>,
+}
+
+impl BatchSource for RowBatches {
+    fn per_epoch(&self) -> u64 {
+        self.rows.len() as u64
+    }
+
+    fn micro_batch(&self, index: u64, _device: &Device) -> deberta_train::Result<MicroBatch> {
+        let rows = &self.rows[index as usize % self.rows.len()];
+        let ids = Tensor::new(rows.as_slice(), &Device::Cpu)?;
+        let pick = |t: &Tensor| t.index_select(&ids, 0);
+        let input = self.inputs.model_input();
+        Ok(MicroBatch {
+            input: deberta::ModelInput {
+                input_ids: pick(&input.input_ids)?,
+                attention_mask: input.attention_mask.as_ref().map(pick).transpose()?,
+                token_type_ids: input.token_type_ids.as_ref().map(pick).transpose()?,
+                position_ids: input.position_ids.as_ref().map(pick).transpose()?,
+            },
+            labels: OwnedLabels {
+                labels: self.inputs.labels.as_ref().map(pick).transpose()?,
+                ..Default::default()
+            },
+            examples: rows.len(),
+            epoch: index / self.rows.len() as u64,
+        })
     }
 }
 
@@ -75,9 +120,12 @@ fn check_case(name: &str) {
         start_positions: inputs.start_positions.clone(),
         end_positions: inputs.end_positions.clone(),
     };
-    let source = FixedBatch::new(inputs.model_input(), labels);
+    let source: Box<dyn BatchSource> = match micro_batches(&dir) {
+        None => Box::new(FixedBatch::new(inputs.model_input(), labels)),
+        Some(rows) => Box::new(RowBatches { inputs, rows }),
+    };
     let out = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::new(model, Box::new(source), options(&dir), out.path()).unwrap();
+    let mut trainer = Trainer::new(model, source, options(&dir), out.path()).unwrap();
     let summary = trainer.run().unwrap();
     let expected = safetensors::load(dir.join("expected.safetensors"), &device).unwrap();
     assert_eq!(summary.steps as usize, expected["losses"].dim(0).unwrap());
@@ -145,6 +193,11 @@ fn adamw_linear_warmup_clip() {
 #[test]
 fn adamw_cosine_llrd_noclip() {
     check_case("adamw_cosine_llrd_noclip");
+}
+
+#[test]
+fn adamw_accumulation() {
+    check_case("adamw_accumulation");
 }
 
 #[test]
