@@ -144,7 +144,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     options.validate()?;
     let device = Device::Cpu;
     let trainer = match (&args.tokenized, &args.train) {
-        (Some(path), _) => tokenized_trainer(&args, path, options, &device)?,
+        (Some(path), _) => resume(&args, tokenized_trainer(&args, path, options, &device)?)?,
         (None, Some(_)) => super::train_data::data_trainer(&args, options, &device)?,
         (None, None) => bail!("give --train FILE (JSON lines) or --tokenized FILE (one batch)"),
     };
@@ -152,7 +152,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// The weights a run starts from: `--resume DIR` when given, else `--model`.
-pub(super) fn weights_dir(args: &TrainArgs) -> &Path {
+fn weights_dir(args: &TrainArgs) -> &Path {
     args.resume.as_deref().unwrap_or(&args.model)
 }
 
@@ -186,15 +186,18 @@ fn tokenized_trainer(
     )?)
 }
 
-fn finish(args: &TrainArgs, trainer: Trainer) -> Result<()> {
-    let mut trainer = match &args.resume {
+fn resume(args: &TrainArgs, trainer: Trainer) -> Result<Trainer> {
+    let trainer = match &args.resume {
         Some(dir) => trainer
             .resume(dir)
             .with_context(|| format!("resuming from {}", dir.display()))?,
         None => trainer,
     };
     let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| args.model.clone());
-    trainer = trainer.with_tokenizer_files(tokenizer_dir);
+    Ok(trainer.with_tokenizer_files(tokenizer_dir))
+}
+
+fn finish(args: &TrainArgs, mut trainer: Trainer) -> Result<()> {
     eprintln!(
         "training {} for {} steps (from step {}) into {}",
         trainer.model().kind().class_name(),
