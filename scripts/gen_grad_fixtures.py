@@ -114,6 +114,10 @@ CASES = {
     "qa_conv": ("qa", dict(CONV), SHORT, "spans"),
     "mc_v3": ("mc", dict(V3), dict(lens=[14, 9, 5, 14, 7, 3], pad=["none", "right", "left", "none", "right", "left"]), "choice"),
     "mc_conv": ("mc", dict(CONV), dict(lens=[14, 9, 5, 14, 7, 3], pad=["none", "right", "left", "none", "right", "left"]), "choice"),
+    # The pad id inside the text (mask 1): its embedding row gets no gradient (padding_idx)...
+    "seq_pad_id_inside": ("seq", dict(V3, num_labels=3), dict(SHORT, pad_ids_inside=True), "classes"),
+    # ... while the tied decoder's row of the pad id keeps its own gradient.
+    "mlm_pad_id_inside": ("mlm", dict(V3, legacy=True), dict(SHORT, pad_ids_inside=True), "tokens"),
 }
 
 # name -> (grad case whose checkpoint and batch are used, options)
@@ -158,6 +162,10 @@ def make_inputs(spec, cfg, seed):
         inputs["token_type_ids"] = torch.randint(0, cfg.type_vocab_size, (b, L), generator=g)
     if spec.get("position_ids"):
         inputs["position_ids"] = torch.randint(0, cfg.max_position_embeddings, (b, L), generator=g)
+    if spec.get("pad_ids_inside"):
+        # The pad id inside the text (mask 1): nn.Embedding(padding_idx) gives its row no gradient.
+        ids[0, 3] = cfg.pad_token_id
+        ids[1, 2] = cfg.pad_token_id
     return inputs
 
 

@@ -130,4 +130,6 @@ grad_cases!(
     qa_conv,
     mc_v3,
     mc_conv,
+    seq_pad_id_inside,
+    mlm_pad_id_inside,
 );

@@ -144,18 +144,28 @@ fn promote(x: &Tensor) -> Result<Tensor> {
     })
 }
 
-/// `nn.Embedding(rows, dim)`.
+/// `nn.Embedding(rows, dim, padding_idx)`.
 #[derive(Clone, Debug)]
 pub struct Embedding {
     weight: Param,
+    /// The row whose lookups pass no gradient back (PyTorch's `padding_idx`).
+    padding_idx: Option<u32>,
 }
 
 impl Embedding {
     /// `ids [B, L]` u32 -> `[B, L, dim]`.
     pub fn forward(&self, ids: &Tensor, mode: &RunMode) -> Result<Tensor> {
-        let table = self.weight.get(mode.is_train());
+        let train = mode.is_train();
+        let table = self.weight.get(train);
         let dims = ids.dims().to_vec();
-        let rows = table.index_select(&ids.flatten_all()?, 0)?;
+        let flat = ids.flatten_all()?;
+        let mut rows = table.index_select(&flat, 0)?; // [N, dim]
+        if let (true, Some(pad)) = (train, self.padding_idx) {
+            // Same values; the lookups of `pad` take the detached rows, so no gradient.
+            let pads = Tensor::full(pad, flat.shape(), flat.device())?.to_dtype(flat.dtype())?;
+            let keep = flat.ne(&pads)?.unsqueeze(1)?.broadcast_as(rows.shape())?;
+            rows = keep.where_cond(&rows, &rows.detach())?;
+        }
         let mut shape = dims;
         shape.push(table.dim(1)?);
         Ok(rows.reshape(shape)?)
@@ -163,6 +173,12 @@ impl Embedding {
 
     pub fn weight(&self) -> &Param {
         &self.weight
+    }
+
+    /// Sets `padding_idx` (ids outside the table are ignored, as no lookup can hit them).
+    pub fn with_padding_idx(mut self, padding_idx: Option<i64>) -> Self {
+        self.padding_idx = padding_idx.and_then(|p| u32::try_from(p).ok());
+        self
     }
 }
 
@@ -188,6 +204,7 @@ pub fn layer_norm(w: &Weights, size: usize, eps: f64) -> Result<LayerNorm> {
 pub fn embedding(w: &Weights, rows: usize, dim: usize) -> Result<Embedding> {
     Ok(Embedding {
         weight: w.get(&[rows, dim], "weight")?,
+        padding_idx: None,
     })
 }
 

@@ -42,7 +42,8 @@ impl DebertaV2Embeddings {
             None
         };
         Ok(Self {
-            word_embeddings: table("word_embeddings", cfg.vocab_size)?,
+            word_embeddings: table("word_embeddings", cfg.vocab_size)?
+                .with_padding_idx(cfg.pad_token_id),
             position_embeddings,
             token_type_embeddings,
             embed_proj,
