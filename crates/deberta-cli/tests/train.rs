@@ -341,3 +341,39 @@ fn a_data_file_without_a_usable_line_is_a_named_error() {
     assert!(stderr.contains("bad.jsonl"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_training_batch_over_the_memory_limit_is_a_named_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("big.json");
+    let ids = vec![vec![5u32; 512]; 64];
+    std::fs::write(
+        &input,
+        serde_json::json!({"input_ids": ids, "labels": vec![0; 64]}).to_string(),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deberta"))
+        .args([
+            "train",
+            "--model",
+            "fixtures/tasks/nli",
+            "--max-steps",
+            "1",
+            "--max-memory",
+            "2G",
+        ])
+        .arg("--tokenized")
+        .arg(&input)
+        .arg("--output")
+        .arg(tmp.path().join("out"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("a training step on 64 x 512 tokens"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -40,6 +40,10 @@ pub fn gradients(model: &TaskModel, input: &ModelInput, labels: Labels) -> Resul
             "gradients need the model in training mode (TaskModel::train)",
         ));
     }
+    let dims = input.input_ids.dims();
+    let len = dims.last().copied().unwrap_or(0);
+    let rows = dims.iter().rev().skip(1).product::<usize>();
+    deberta::limits::check_training(model.config(), rows, len)?;
     let out = model.forward(input, labels, ForwardOptions::default())?;
     let loss = out.loss.ok_or_else(|| {
         Error::invalid("the batch gives no loss: add labels (or start_positions/end_positions)")

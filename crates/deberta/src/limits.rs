@@ -153,6 +153,38 @@ pub fn check_forward(cfg: &DebertaV2Config, batch: usize, len: usize) -> Result<
     )
 }
 
+/// A generous estimate of the peak memory of one training step on `batch x len` tokens beyond
+/// the weights: every layer's retained activations (the autograd graph keeps about eight
+/// `[B, heads, L, L]` f32 tensors and twenty `[B, L, hidden]`-sized ones per layer), plus the
+/// gradients and AdamW's two moments (three more copies of the weights).
+pub fn training_bytes(cfg: &DebertaV2Config, batch: usize, len: usize) -> u64 {
+    let b = batch as u128;
+    let l = len as u128;
+    let heads = cfg.num_attention_heads as u128;
+    let hidden = cfg.hidden_size as u128;
+    let inter = cfg.intermediate_size as u128;
+    let layers = cfg.num_hidden_layers.max(1) as u128;
+    let per_layer = 8 * b * heads * l * l * 4 + b * l * (20 * hidden + 4 * inter) * 4;
+    let state = 3 * cfg.weights_bytes() as u128;
+    u64::try_from(layers * per_layer + forward_bytes(cfg, batch, len) as u128 + state)
+        .unwrap_or(u64::MAX)
+}
+
+/// Checks a training step on `batch x len` tokens against the limit.
+pub fn check_training(cfg: &DebertaV2Config, batch: usize, len: usize) -> Result<()> {
+    check(
+        || {
+            format!(
+                "a training step on {batch} x {len} tokens ({} layers keep their activations for \
+                 the backward pass; lower --batch-size or --max-length, or use \
+                 --gradient-accumulation)",
+                cfg.num_hidden_layers
+            )
+        },
+        training_bytes(cfg, batch, len),
+    )
+}
+
 /// Checks a new f32 tensor of `shape` against the limit.
 pub fn check_tensor(name: &str, shape: &[usize]) -> Result<()> {
     let bytes = shape
