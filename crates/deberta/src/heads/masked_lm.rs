@@ -144,16 +144,63 @@ impl DebertaV2ForMaskedLM {
         opts: ForwardOptions,
     ) -> Result<TaskOutput> {
         let out = self.deberta.forward(input, opts)?;
-        let mode = self.deberta.mode();
-        let train = mode.is_train();
-        let x = self.dense.forward(&out.last_hidden_state, mode)?;
-        let x = self.layer_norm.forward(&self.act.forward(&x)?, mode)?;
-        let logits = x
-            .broadcast_matmul(&self.decoder.get(train).t()?)?
-            .broadcast_add(self.bias.get(train))?;
+        if let (true, Some(labels)) = (self.deberta.mode().is_train(), labels) {
+            return self.training_loss(input, labels, out);
+        }
+        let logits = self.logits(&out.last_hidden_state)?;
         let loss = labels
             .map(|labels| per_token_loss(&logits, labels, input))
             .transpose()?;
         Ok(TaskOutput::logits(logits, loss, out))
+    }
+
+    /// The prediction head: `hidden [..., H]` -> `[..., vocab]`.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let mode = self.deberta.mode();
+        let train = mode.is_train();
+        let x = self.dense.forward(hidden, mode)?;
+        let x = self.layer_norm.forward(&self.act.forward(&x)?, mode)?;
+        Ok(x.broadcast_matmul(&self.decoder.get(train).t()?)?
+            .broadcast_add(self.bias.get(train))?)
+    }
+
+    /// Training: the loss from the head run on the labelled positions only (the same loss and
+    /// gradients as on every position, without the `[B, L, vocab]` logits the loss ignores);
+    /// no logits are returned.
+    fn training_loss(
+        &self,
+        input: &ModelInput,
+        labels: &Tensor,
+        out: crate::model::BaseModelOutput,
+    ) -> Result<TaskOutput> {
+        let (b, l) = super::model_input_dims(input)?;
+        if labels.dims() != [b, l] {
+            return Err(Error::input(format!(
+                "labels must be [{b}, {l}], got {:?}",
+                labels.dims()
+            )));
+        }
+        let ids = crate::loss::label_ids(labels)?;
+        let (rows, targets): (Vec<u32>, Vec<i64>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| id != crate::loss::IGNORE_INDEX)
+            .map(|(i, &id)| (i as u32, id))
+            .unzip();
+        let hidden = out.last_hidden_state.flatten_to(1)?; // [B, L, H] -> [B*L, H]
+        let loss = if rows.is_empty() {
+            Tensor::new(f32::NAN, hidden.device())?
+        } else {
+            let n = rows.len();
+            let picked = hidden.index_select(&Tensor::from_vec(rows, n, hidden.device())?, 0)?;
+            let logits = self.logits(&picked)?; // [n, vocab]
+            crate::loss::cross_entropy(&logits, &targets, crate::loss::IGNORE_INDEX, "labels")?
+        };
+        Ok(TaskOutput {
+            loss: Some(loss),
+            hidden_states: out.hidden_states,
+            attentions: out.attentions,
+            ..Default::default()
+        })
     }
 }
