@@ -12,9 +12,14 @@ Writes (deterministically) into crates/deberta-tokenizer/tests/fixtures/:
   expected/<name>.json      slow (DebertaV2Tokenizer) and fast (DebertaV2TokenizerFast) outputs
                             for the corpus, raw sentencepiece pieces with byte offsets, pairs with
                             every truncation strategy / stride / padding, batches, decodes.
-The real DeBERTa-v3 files are read from tests/fixtures/deberta-v3/ (copied there once).
+The real DeBERTa-v3 files are read from tests/fixtures/deberta-v3/ (copied there once), and the
+project's own tokenizer from models/deberta-v3-tiny-tokenizer/ (made by
+scripts/data/train_tokenizer.py; case `deberta-v3-tiny`, read in place, not copied).
+
+    python scripts/gen_tokenizer_fixtures.py --only deberta-v3-tiny   # regenerate one case
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -28,6 +33,10 @@ from transformers import DebertaV2Tokenizer, DebertaV2TokenizerFast
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "deberta-tokenizer", "tests", "fixtures")
 ROOT = os.path.normpath(ROOT)
+# Shipped tokenizers checked in place (name -> directory).
+SHIPPED = {
+    "deberta-v3-tiny": os.path.normpath(os.path.join(ROOT, "..", "..", "..", "..", "models", "deberta-v3-tiny-tokenizer")),
+}
 
 PINNED = {"transformers": "4.57.6", "sentencepiece": "0.2.3", "tokenizers": "0.22.2"}
 VERSIONS = {
@@ -282,14 +291,24 @@ def run_model(name, slow_dir, fast_dir):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["deberta-v3", *MODELS, *SHIPPED],
+                    help="regenerate this case only (the trained fixture models are retrained only for all)")
+    args = ap.parse_args()
     os.makedirs(os.path.join(ROOT, "expected"), exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        train_models(tmp)
+    if args.only is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_models(tmp)
     v3 = os.path.join(ROOT, "deberta-v3")
-    run_model("deberta-v3", v3, v3)
+    if args.only in (None, "deberta-v3"):
+        run_model("deberta-v3", v3, v3)
     for name in MODELS:
-        d = os.path.join(ROOT, "models", name)
-        run_model(name, d, d)
+        if args.only in (None, name):
+            d = os.path.join(ROOT, "models", name)
+            run_model(name, d, d)
+    for name, d in SHIPPED.items():
+        if args.only in (None, name):
+            run_model(name, d, d)
     with open(os.path.join(ROOT, "expected", "VERSIONS.json"), "w") as f:
         json.dump(VERSIONS, f, indent=1, sort_keys=True)
     print(json.dumps(VERSIONS))

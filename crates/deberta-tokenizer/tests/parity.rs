@@ -18,6 +18,9 @@ fn fixtures() -> PathBuf {
 fn model_dir(name: &str) -> PathBuf {
     if name == "deberta-v3" {
         fixtures().join("deberta-v3")
+    } else if name == "deberta-v3-tiny" {
+        // The project's own tokenizer, checked where it is shipped.
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/deberta-v3-tiny-tokenizer")
     } else {
         fixtures().join("models").join(name)
     }
@@ -405,6 +408,16 @@ fn deberta_v3_slow() {
 #[test]
 fn deberta_v3_fast() {
     run("deberta-v3", Impl::Fast);
+}
+
+#[test]
+fn deberta_v3_tiny_slow() {
+    run("deberta-v3-tiny", Impl::Slow);
+}
+
+#[test]
+fn deberta_v3_tiny_fast() {
+    run("deberta-v3-tiny", Impl::Fast);
 }
 
 #[test]
