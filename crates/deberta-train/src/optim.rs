@@ -8,10 +8,12 @@
 //! and `Trainer.get_decay_parameter_names` in
 //! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/trainer.py>.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Storage, Tensor};
 use deberta::{Param, Parameters};
+use rayon::prelude::*;
 
 use crate::{Error, Result};
 
@@ -140,34 +142,56 @@ impl AdamW {
         let (b1, b2, eps) = (self.config.beta1, self.config.beta2, self.config.epsilon);
         let bias1 = 1.0 - b1.powi(t);
         let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let consts = StepConsts {
+            b1: b1 as f32,
+            one_minus_b1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            one_minus_b2: (1.0 - b2) as f32,
+            eps: eps as f32,
+            bias2_sqrt: bias2_sqrt as f32,
+            grad_scale: grad_scale as f32,
+            decay: 0.0,
+            step_size: 0.0,
+        };
         for slot in &mut self.slots {
             let grad = grads
                 .get(&slot.name)
                 .ok_or_else(|| Error::invalid(format!("no gradient for `{}`", slot.name)))?;
-            let g = host_values(grad)?;
-            let mut p = host_values(slot.param.value())?;
-            if g.len() != p.len() {
+            let lr = lr * slot.lr_scale;
+            let consts = StepConsts {
+                decay: (1.0 - lr * slot.weight_decay) as f32,
+                step_size: (lr / bias1) as f32,
+                ..consts
+            };
+            let value = slot.param.var().as_tensor();
+            if value.elem_count() != grad.elem_count() {
                 return Err(Error::invalid(format!(
                     "gradient of `{}` has {} values for {} parameters",
                     slot.name,
-                    g.len(),
-                    p.len()
+                    grad.elem_count(),
+                    value.elem_count()
                 )));
             }
-            let lr = lr * slot.lr_scale;
-            let decay = 1.0 - lr * slot.weight_decay;
-            let step_size = lr / bias1;
-            for i in 0..p.len() {
-                let gi = g[i] as f64 * grad_scale;
-                let m = b1 * slot.m[i] as f64 + (1.0 - b1) * gi;
-                let v = b2 * slot.v[i] as f64 + (1.0 - b2) * gi * gi;
-                slot.m[i] = m as f32;
-                slot.v[i] = v as f32;
-                let denom = (v as f32 as f64).sqrt() / bias2_sqrt + eps;
-                let decayed = p[i] as f64 * decay;
-                p[i] = (decayed - step_size * (m as f32 as f64) / denom) as f32;
+            let in_place = value.device().is_cpu()
+                && value.dtype() == DType::F32
+                && grad.dtype() == DType::F32
+                && value.is_contiguous();
+            if in_place {
+                // The variable's own storage, updated where it lies: no copy of the parameter,
+                // nor of the gradient when it is already contiguous.
+                let grad = grad.contiguous()?;
+                let op = UpdateOp {
+                    consts,
+                    m: RefCell::new(&mut slot.m),
+                    v: RefCell::new(&mut slot.v),
+                };
+                value.inplace_op2(&grad, &op)?;
+            } else {
+                let g = host_values(grad)?;
+                let mut p = host_values(slot.param.value())?;
+                update(&mut p, &g, &mut slot.m, &mut slot.v, &consts);
+                write_values(&slot.param, p)?;
             }
-            write_values(&slot.param, p)?;
         }
         self.parameters.mark_changed();
         Ok(())
@@ -215,10 +239,7 @@ impl AdamW {
 pub fn clip_coefficient(grads: &BTreeMap<String, Tensor>, max_norm: f64) -> Result<(f64, f64)> {
     let mut sum = 0f64;
     for g in grads.values() {
-        sum += host_values(g)?
-            .iter()
-            .map(|&x| (x as f64) * (x as f64))
-            .sum::<f64>();
+        sum += squared_sum(g)?;
     }
     let norm = sum.sqrt();
     let coef = if max_norm > 0.0 {
@@ -227,6 +248,110 @@ pub fn clip_coefficient(grads: &BTreeMap<String, Tensor>, max_norm: f64) -> Resu
         1.0
     };
     Ok((norm, coef))
+}
+
+/// AdamW's per-step scalars for one parameter, in f32 as `torch.optim.AdamW` computes on f32
+/// parameters.
+#[derive(Debug, Clone, Copy)]
+struct StepConsts {
+    b1: f32,
+    one_minus_b1: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    eps: f32,
+    bias2_sqrt: f32,
+    grad_scale: f32,
+    /// `1 - lr * weight_decay`.
+    decay: f32,
+    /// `lr / (1 - b1^t)`.
+    step_size: f32,
+}
+
+/// Elements per parallel chunk of the update and of the squared norm: large enough that a
+/// task's overhead is negligible, small enough to spread a big table over every thread.
+const CHUNK: usize = 1 << 16;
+
+/// One AdamW step over `p`, `g`, `m`, `v` (equal lengths), parallel over chunks.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &StepConsts) {
+    let kernel = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * c.grad_scale;
+            let mi = c.b1 * *m + c.one_minus_b1 * g;
+            let vi = c.b2 * *v + c.one_minus_b2 * g * g;
+            *m = mi;
+            *v = vi;
+            let denom = vi.sqrt() / c.bias2_sqrt + c.eps;
+            *p = *p * c.decay - c.step_size * mi / denom;
+        }
+    };
+    if p.len() <= CHUNK {
+        kernel(p, g, m, v);
+        return;
+    }
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| kernel(p, g, m, v));
+}
+
+/// The in-place update of a parameter variable's f32 storage by its gradient.
+struct UpdateOp<'a> {
+    consts: StepConsts,
+    m: RefCell<&'a mut Vec<f32>>,
+    v: RefCell<&'a mut Vec<f32>>,
+}
+
+impl InplaceOp2 for UpdateOp<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (s1, s2) else {
+            candle_core::bail!("adamw-update: f32 storage expected")
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("adamw-update: contiguous tensors expected")
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut m = self.m.borrow_mut();
+        let mut v = self.v.borrow_mut();
+        if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
+            candle_core::bail!("adamw-update: length mismatch")
+        }
+        update(p, g, &mut m[..], &mut v[..], &self.consts);
+        Ok(())
+    }
+}
+
+/// The sum of squares of a tensor's values in f64, read in place when it is a contiguous f32
+/// CPU tensor.
+fn squared_sum(t: &Tensor) -> Result<f64> {
+    let sum = |s: &[f32]| -> f64 {
+        // Partial sums added in chunk order, so the norm does not depend on scheduling.
+        s.par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .sum()
+    };
+    if t.device().is_cpu() && t.dtype() == DType::F32 {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(values)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(sum(&values[a..b]));
+        }
+    }
+    Ok(sum(&host_values(t)?))
 }
 
 fn host_values(t: &Tensor) -> Result<Vec<f32>> {

@@ -35,6 +35,7 @@ pub mod pth;
 pub mod relative_position;
 pub mod tensor_json;
 pub mod tf;
+mod train_ops;
 pub mod weights;
 
 pub use activation::Activation;

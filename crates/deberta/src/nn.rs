@@ -61,6 +61,9 @@ pub fn linear_forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Res
         _ => x.matmul(&weight.t()?)?,
     };
     Ok(match bias {
+        Some(b) if weight.track_op() && crate::train_ops::applies(&[&y, b]) => {
+            crate::train_ops::bias_add(&y, b)?
+        }
         Some(b) => y.broadcast_add(b)?,
         None => y,
     })
@@ -79,6 +82,9 @@ impl LayerNorm {
         let train = mode.is_train();
         let (w, b) = (self.weight.get(train), self.bias.get(train));
         if train {
+            if crate::train_ops::applies(&[x, w, b]) {
+                return crate::train_ops::layer_norm(x, w, b, self.eps);
+            }
             return layer_norm_differentiable(x, w, b, self.eps);
         }
         Ok(candle_nn::ops::layer_norm(

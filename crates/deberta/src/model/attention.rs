@@ -17,7 +17,7 @@
 //!   `masked_fill(finfo.min)`
 //!   followed by softmax (fully masked rows stay uniform, masked keys get exactly 0).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::config::DebertaV2Config;
 use crate::dropout::RunMode;
@@ -173,8 +173,16 @@ impl DisentangledSelfAttention {
             }
         }
         // [H*B, L, L] -> [H, B, L, L] + [1, B, L, L]
-        let scores = mask_scores(scores.reshape((h, b, l, l))?, ctx, mode)?;
-        let probs = softmax_last_dim(&scores, mode)?;
+        let scores = scores.reshape((h, b, l, l))?;
+        let probs = if mode.is_train()
+            && ctx.keep.dtype() == DType::U8
+            && crate::train_ops::applies(&[&scores])
+        {
+            // One fused op (and one backward node) for the select and the softmax.
+            crate::train_ops::masked_softmax(&scores, ctx.keep)?
+        } else {
+            softmax_last_dim(&mask_scores(scores, ctx, mode)?, mode)?
+        };
         let dropped = mode.dropout(&probs, self.probs_dropout)?;
         let context = dropped
             .reshape((h * b, l, l))?
@@ -247,6 +255,10 @@ fn gather_positions(
                         // [H, B*L, d] x [H, d, W] -> [H, B*L, W] -> [H*B, L*W]
     let scores = content.reshape((h, b * l, d))?.matmul(&active.t()?)?;
     let flat = scores.reshape((h * b, l * index.width))?;
+    if flat.track_op() && flat_index.dtype() == DType::U32 && crate::train_ops::applies(&[&flat]) {
+        // Training: the gather and its scatter-add backward as one op, parallel over rows.
+        return crate::train_ops::gather_columns(&flat, flat_index);
+    }
     Ok(flat.index_select(flat_index, 1)?)
 }
 

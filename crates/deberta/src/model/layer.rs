@@ -66,9 +66,16 @@ impl DebertaV2Layer {
         mode: &RunMode,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (attended, probs) = self.attention.forward(hidden, ctx, mode)?;
-        let inner = self
-            .act
-            .forward(&self.intermediate.forward(&attended, mode)?)?;
+        let inner = self.intermediate.forward(&attended, mode)?;
+        let inner = if mode.is_train()
+            && matches!(self.act, Activation::Gelu | Activation::GeluPython)
+            && crate::train_ops::applies(&[&inner])
+        {
+            // One op and one backward node instead of candle's ten-op gelu derivative.
+            crate::train_ops::gelu_erf(&inner)?
+        } else {
+            self.act.forward(&inner)?
+        };
         let out = mode.dropout(&self.output.forward(&inner, mode)?, self.dropout)?;
         let out = self.output_norm.forward(&(out + &attended)?, mode)?;
         // [H, B, L, L] -> [B, H, L, L]
