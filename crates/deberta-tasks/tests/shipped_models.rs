@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use candle_core::{safetensors, Device, Tensor};
-use deberta::{ForwardOptions, KernelOptions, Labels, LoadOptions, ModelInput, PathChoice, TaskModel};
+use deberta::{
+    ForwardOptions, KernelOptions, Labels, LoadOptions, ModelInput, PathChoice, TaskModel,
+};
 use deberta_tasks::{ClassifyInput, ClassifyOptions, ClassifyOutput, TextClassification};
 
 fn repo() -> PathBuf {
@@ -23,7 +25,8 @@ fn ids(value: &serde_json::Value, key: &str) -> Tensor {
 fn check_against_transformers(name: &str) {
     let fixture = repo().join("fixtures/shipped").join(name);
     let input: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("input.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("input.json")).unwrap())
+            .unwrap();
     let model_input = ModelInput::from_ids(ids(&input, "input_ids"))
         .with_attention_mask(ids(&input, "attention_mask"));
     let expected = safetensors::load(fixture.join("expected.safetensors"), &Device::Cpu).unwrap();
@@ -35,11 +38,23 @@ fn check_against_transformers(name: &str) {
             },
             ..LoadOptions::default()
         };
-        let model =
-            TaskModel::from_pretrained_with(repo().join("models").join(name), None, &Device::Cpu, options)
-                .unwrap();
-        assert!(model.report().initialized.is_empty(), "{name}: {:?}", model.report());
-        assert!(model.report().unexpected.is_empty(), "{name}: {:?}", model.report());
+        let model = TaskModel::from_pretrained_with(
+            repo().join("models").join(name),
+            None,
+            &Device::Cpu,
+            options,
+        )
+        .unwrap();
+        assert!(
+            model.report().initialized.is_empty(),
+            "{name}: {:?}",
+            model.report()
+        );
+        assert!(
+            model.report().unexpected.is_empty(),
+            "{name}: {:?}",
+            model.report()
+        );
         let logits = model
             .forward(&model_input, Labels::default(), ForwardOptions::default())
             .unwrap()
@@ -98,9 +113,11 @@ const NEGATIVE: [&str; 10] = [
 
 #[test]
 fn the_shipped_sentiment_model_classifies_clear_sentences() {
-    let pipeline =
-        TextClassification::from_dir(repo().join("models/deberta-v3-tiny-sentiment"), &Device::Cpu)
-            .unwrap();
+    let pipeline = TextClassification::from_dir(
+        repo().join("models/deberta-v3-tiny-sentiment"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let mut right = 0;
     for (texts, want) in [(POSITIVE, "positive"), (NEGATIVE, "negative")] {
         for text in texts {
@@ -115,9 +132,17 @@ fn the_shipped_sentiment_model_classifies_clear_sentences() {
             };
             let ok = best.label == want;
             right += usize::from(ok);
-            println!("{:>5} {want:>8} -> {} {:.3}: {text}", if ok { "ok" } else { "WRONG" }, best.label, best.score);
+            println!(
+                "{:>5} {want:>8} -> {} {:.3}: {text}",
+                if ok { "ok" } else { "WRONG" },
+                best.label,
+                best.score
+            );
         }
     }
     println!("{right} of 20 right");
-    assert!(right >= 18, "only {right} of 20 clear sentences classified right");
+    assert!(
+        right >= 18,
+        "only {right} of 20 clear sentences classified right"
+    );
 }

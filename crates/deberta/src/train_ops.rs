@@ -241,7 +241,11 @@ impl CustomOp2 for MaskedSoftmaxOp {
         };
         let keep = &keep[k0..k1];
         let l = l1.dims().last().copied().unwrap_or(0);
-        if l == 0 || keep.is_empty() || !keep.len().is_multiple_of(l) || !x.len().is_multiple_of(keep.len()) {
+        if l == 0
+            || keep.is_empty()
+            || !keep.len().is_multiple_of(l)
+            || !x.len().is_multiple_of(keep.len())
+        {
             candle_core::bail!("{name}: the mask's rows must repeat over the scores' rows")
         }
         let mut out = vec![0f32; x.len()];
