@@ -21,7 +21,7 @@ pub struct ChoiceArgs {
 }
 
 pub fn run(args: ChoiceArgs) -> Result<()> {
-    let pipeline = MultipleChoice::new(load_engine(&args.common, HeadKind::MultipleChoice)?);
+    let pipeline = MultipleChoice::new(load_engine(&args.common, HeadKind::MultipleChoice, None)?);
     match args.prompt {
         Some(prompt) => {
             let input = ChoiceInput {

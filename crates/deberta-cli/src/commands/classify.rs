@@ -45,7 +45,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         function_to_apply,
     };
     let pipeline =
-        TextClassification::new(load_engine(&args.common, HeadKind::SequenceClassification)?);
+        TextClassification::new(load_engine(&args.common, HeadKind::SequenceClassification, Some(super::task_common::SHIPPED_SENTIMENT))?);
     match args.text {
         Some(text) => {
             let input = ClassifyInput {

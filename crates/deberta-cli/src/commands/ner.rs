@@ -43,7 +43,7 @@ pub fn run(args: NerArgs) -> Result<()> {
         options.ignore_labels = ignore.iter().filter(|l| !l.is_empty()).cloned().collect();
     }
     let pipeline =
-        TokenClassification::new(load_engine(&args.common, HeadKind::TokenClassification)?);
+        TokenClassification::new(load_engine(&args.common, HeadKind::TokenClassification, None)?);
     match &args.text {
         Some(text) => write_single(&args.common, pipeline.run(text, &options)),
         None => run_jsonl(&args.common, r#"{"text": ...}"#, |lines: &[Line]| {

@@ -19,9 +19,10 @@ use crate::jsonl;
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Checkpoint directory, or a hub id (`org/name[@revision]`) looked up in the HuggingFace
-    /// cache (HF_HOME / HF_HUB_CACHE) and downloaded unless HF_HUB_OFFLINE is set.
+    /// cache (HF_HOME / HF_HUB_CACHE) and downloaded unless HF_HUB_OFFLINE is set. Default for
+    /// `classify` and `fill-mask`: the model of that task shipped in the repository's `models/`.
     #[arg(long, env = "DEBERTA_MODEL")]
-    pub model: String,
+    pub model: Option<String>,
     /// Tokenizer directory (default: the model's).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -64,8 +65,35 @@ fn device(name: &str) -> Result<Device> {
     })
 }
 
-/// Loads the model with the `head` and its tokenizer as the flags say.
-pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
+/// The shipped models (`models/<name>` in the repository) task commands default to.
+pub const SHIPPED_SENTIMENT: &str = "deberta-v3-tiny-sentiment";
+pub const SHIPPED_MLM: &str = "deberta-v3-tiny-en";
+
+/// `--model`, else the shipped model `shipped` (under `models/` of the working directory, then
+/// of the checkout this binary was built from), else an error asking for `--model`.
+pub fn model_spec(args: &CommonArgs, shipped: Option<&str>) -> Result<String> {
+    if let Some(m) = &args.model {
+        return Ok(m.clone());
+    }
+    let Some(name) = shipped else {
+        bail!("--model is required (no model of this task ships with deberta)");
+    };
+    let candidates = [
+        PathBuf::from("models").join(name),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name),
+    ];
+    match candidates.iter().find(|p| p.join("config.json").is_file()) {
+        Some(p) => Ok(p.display().to_string()),
+        None => bail!(
+            "--model is required: the shipped model {name} is not in ./models or in {}",
+            candidates[1].display()
+        ),
+    }
+}
+
+/// Loads the model with the `head` and its tokenizer as the flags say (`shipped`: the default
+/// model of the command, see [`model_spec`]).
+pub fn load_engine(args: &CommonArgs, head: HeadKind, shipped: Option<&str>) -> Result<Engine> {
     if let Some(t) = args.threads {
         // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
@@ -73,7 +101,7 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind) -> Result<Engine> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let dir = resolve_model(&args.model)?;
+    let dir = resolve_model(&model_spec(args, shipped)?)?;
     let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| dir.clone());
     let tokenizer = Tokenizer::from_dir(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
