@@ -44,7 +44,8 @@ def main():
         if not os.path.isdir(src):
             print(f"{name}: not built, skipped")
             continue
-        model, info = cls.from_pretrained(src, output_loading_info=True)
+        # f32 compute on the shipped (f16) weights, as our loader does.
+        model, info = cls.from_pretrained(src, output_loading_info=True, dtype=torch.float32)
         problems = {k: v for k, v in info.items() if v}
         if problems:
             sys.exit(f"{name}: transformers reports {problems}")

@@ -36,11 +36,13 @@ pub struct RunLog {
     started: Instant,
     examples: u64,
     smoothed: Option<f64>,
+    /// The step the run (or this resumed part of it) started from.
+    first_step: u64,
 }
 
 impl RunLog {
-    /// Opens (appends to) `OUT/log.jsonl` and `OUT/metrics.jsonl`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (appends to) `OUT/log.jsonl` and `OUT/metrics.jsonl` for a run at `first_step`.
+    pub fn open(dir: &Path, first_step: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let open = |name: &str| {
             let path = dir.join(name);
@@ -57,6 +59,7 @@ impl RunLog {
             started: Instant::now(),
             examples: 0,
             smoothed: None,
+            first_step,
         })
     }
 
@@ -79,7 +82,7 @@ impl RunLog {
         };
         self.smoothed = Some(smoothed);
         let elapsed = self.started.elapsed().as_secs_f64();
-        let per_step = elapsed / step.max(1) as f64;
+        let per_step = elapsed / step.saturating_sub(self.first_step).max(1) as f64;
         let record = StepRecord {
             step,
             total_steps,

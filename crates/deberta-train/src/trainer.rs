@@ -149,7 +149,7 @@ impl Trainer {
 
     /// Runs to the last step, then saves the model into the output directory.
     pub fn run(&mut self) -> Result<TrainSummary> {
-        let mut log = RunLog::open(&self.output)?;
+        let mut log = RunLog::open(&self.output, self.step)?;
         let (mut first, mut last, mut eval) = (None, None, None);
         while self.step < self.schedule.total_steps {
             let record = self.train_step(&mut log)?;

@@ -44,8 +44,11 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         top_k,
         function_to_apply,
     };
-    let pipeline =
-        TextClassification::new(load_engine(&args.common, HeadKind::SequenceClassification, Some(super::task_common::SHIPPED_SENTIMENT))?);
+    let pipeline = TextClassification::new(load_engine(
+        &args.common,
+        HeadKind::SequenceClassification,
+        Some(super::task_common::SHIPPED_SENTIMENT),
+    )?);
     match args.text {
         Some(text) => {
             let input = ClassifyInput {

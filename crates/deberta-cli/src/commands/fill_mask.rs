@@ -29,7 +29,11 @@ struct Line {
 }
 
 pub fn run(args: FillMaskArgs) -> Result<()> {
-    let pipeline = FillMask::new(load_engine(&args.common, HeadKind::MaskedLm, Some(super::task_common::SHIPPED_MLM))?)?;
+    let pipeline = FillMask::new(load_engine(
+        &args.common,
+        HeadKind::MaskedLm,
+        Some(super::task_common::SHIPPED_MLM),
+    )?)?;
     let options = FillMaskOptions {
         top_k: args.top_k,
         targets: args.targets.clone(),

@@ -42,8 +42,11 @@ pub fn run(args: NerArgs) -> Result<()> {
     if let Some(ignore) = &args.ignore_labels {
         options.ignore_labels = ignore.iter().filter(|l| !l.is_empty()).cloned().collect();
     }
-    let pipeline =
-        TokenClassification::new(load_engine(&args.common, HeadKind::TokenClassification, None)?);
+    let pipeline = TokenClassification::new(load_engine(
+        &args.common,
+        HeadKind::TokenClassification,
+        None,
+    )?);
     match &args.text {
         Some(text) => write_single(&args.common, pipeline.run(text, &options)),
         None => run_jsonl(&args.common, r#"{"text": ...}"#, |lines: &[Line]| {

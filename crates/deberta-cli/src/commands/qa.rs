@@ -49,7 +49,11 @@ pub fn run(args: QaArgs) -> Result<()> {
         handle_impossible_answer: args.handle_impossible_answer,
         align_to_words: true,
     };
-    let pipeline = QuestionAnswering::new(load_engine(&args.common, HeadKind::QuestionAnswering, None)?);
+    let pipeline = QuestionAnswering::new(load_engine(
+        &args.common,
+        HeadKind::QuestionAnswering,
+        None,
+    )?);
     match (args.question, args.context) {
         (Some(question), Some(context)) => write_single(
             &args.common,

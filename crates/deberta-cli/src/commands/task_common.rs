@@ -80,7 +80,9 @@ pub fn model_spec(args: &CommonArgs, shipped: Option<&str>) -> Result<String> {
     };
     let candidates = [
         PathBuf::from("models").join(name),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models")
+            .join(name),
     ];
     match candidates.iter().find(|p| p.join("config.json").is_file()) {
         Some(p) => Ok(p.display().to_string()),

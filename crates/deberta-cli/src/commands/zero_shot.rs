@@ -40,7 +40,11 @@ pub fn run(args: ZeroShotArgs) -> Result<()> {
         hypothesis_template: args.hypothesis_template.clone(),
         multi_label: args.multi_label,
     };
-    let pipeline = ZeroShot::new(load_engine(&args.common, HeadKind::SequenceClassification, None)?);
+    let pipeline = ZeroShot::new(load_engine(
+        &args.common,
+        HeadKind::SequenceClassification,
+        None,
+    )?);
     match args.text {
         Some(text) => {
             let input = ZeroShotInput {
