@@ -177,6 +177,9 @@ impl Trainer {
         eval = self.evaluate(&mut log)?.or(eval);
         let output = self.output.clone();
         self.save(&output)?;
+        if let Err(e) = crate::curves::write_curves(&output) {
+            tracing::warn!("could not draw the curves: {e}");
+        }
         Ok(TrainSummary {
             steps: self.step,
             first_loss: first,
