@@ -20,7 +20,6 @@ noise that Adam normalises to a full step of arbitrary sign, so the check skips 
 Outputs are committed; CI never runs this script.
 """
 import json
-import math
 import os
 import shutil
 import sys
@@ -28,6 +27,10 @@ import sys
 import torch
 import transformers
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_fixtures  # noqa: E402
+from gen_fixtures import V3, perturb  # noqa: E402
 from transformers import (
     DebertaV2Config,
     DebertaV2ForMaskedLM,
@@ -45,27 +48,8 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 GRAD_ROOT = os.path.join(REPO, "fixtures", "grad")
 OPTIM_ROOT = os.path.join(REPO, "fixtures", "optim")
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=128,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-    pooler_dropout=0.0,
-)
-V3 = dict(
-    relative_attention=True,
-    position_buckets=32,
-    norm_rel_ebd="layer_norm",
-    share_att_key=True,
-    pos_att_type="p2c|c2p",
-    position_biased_input=False,
-    type_vocab_size=0,
-    max_relative_positions=-1,
-)
+# gen_fixtures.py's tiny geometry, with every dropout 0 (the pooler's too).
+TINY = dict(gen_fixtures.TINY, pooler_dropout=0.0)
 CONV = dict(V3, conv_kernel_size=3, conv_act="gelu", pooler_hidden_act="tanh")
 CLASSES = {
     "mlm": DebertaV2ForMaskedLM,
@@ -131,41 +115,13 @@ OPTIM_CASES = {
 }
 
 
-def perturb(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if "LayerNorm.weight" in name:
-                p.copy_(1.0 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
-            else:
-                p.copy_(0.15 * noise)
-
-
 def make_inputs(spec, cfg, seed):
-    g = torch.Generator().manual_seed(seed + 1)
-    lens, pads = spec["lens"], spec["pad"]
-    L, b = max(lens), len(lens)
-    ids = torch.randint(4, cfg.vocab_size, (b, L), generator=g)
-    mask = torch.ones(b, L, dtype=torch.long)
-    for r, (n, pad) in enumerate(zip(lens, pads)):
-        if pad == "right":
-            mask[r, n:] = 0
-            ids[r, n:] = 0
-        elif pad == "left":
-            mask[r, : L - n] = 0
-            ids[r, : L - n] = 0
-    inputs = {"input_ids": ids, "attention_mask": mask}
-    if spec.get("token_types"):
-        inputs["token_type_ids"] = torch.randint(0, cfg.type_vocab_size, (b, L), generator=g)
-    if spec.get("position_ids"):
-        inputs["position_ids"] = torch.randint(0, cfg.max_position_embeddings, (b, L), generator=g)
+    """gen_fixtures.py's inputs, plus `pad_ids_inside`: the pad id inside the text (mask 1),
+    whose embedding row nn.Embedding(padding_idx) gives no gradient."""
+    inputs = gen_fixtures.make_inputs(spec, cfg, seed)
     if spec.get("pad_ids_inside"):
-        # The pad id inside the text (mask 1): nn.Embedding(padding_idx) gives its row no gradient.
-        ids[0, 3] = cfg.pad_token_id
-        ids[1, 2] = cfg.pad_token_id
+        inputs["input_ids"][0, 3] = cfg.pad_token_id
+        inputs["input_ids"][1, 2] = cfg.pad_token_id
     return inputs
 
 

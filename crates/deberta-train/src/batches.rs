@@ -3,27 +3,13 @@
 //! of `k` and the seed, so a resumed run sees exactly the batches an uninterrupted one would.
 
 use candle_core::{Device, Tensor};
-use deberta::{Labels, ModelInput};
+use deberta::ModelInput;
 
 use crate::Result;
 
-/// Labels owned by a batch (the borrowed [`Labels`] a forward pass takes).
-#[derive(Debug, Clone, Default)]
-pub struct OwnedLabels {
-    pub labels: Option<Tensor>,
-    pub start_positions: Option<Tensor>,
-    pub end_positions: Option<Tensor>,
-}
-
-impl OwnedLabels {
-    pub fn as_labels(&self) -> Labels<'_> {
-        Labels {
-            labels: self.labels.as_ref(),
-            start_positions: self.start_positions.as_ref(),
-            end_positions: self.end_positions.as_ref(),
-        }
-    }
-}
+/// Labels owned by a batch (the borrowed [`deberta::Labels`] a forward pass takes): the data
+/// module's label tensors.
+pub use crate::data::LabelTensors as OwnedLabels;
 
 /// One micro-batch, ready for the model.
 #[derive(Debug, Clone)]
@@ -151,11 +137,7 @@ impl BatchSource for DatasetBatches {
         let (input, labels) = batch.to_tensors(device)?;
         Ok(MicroBatch {
             input,
-            labels: OwnedLabels {
-                labels: labels.labels,
-                start_positions: labels.start_positions,
-                end_positions: labels.end_positions,
-            },
+            labels,
             examples: indices.len(),
             epoch,
         })

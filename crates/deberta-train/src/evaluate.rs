@@ -187,13 +187,7 @@ impl DatasetEvaluator {
 
 impl Evaluator for DatasetEvaluator {
     fn evaluate(&self, model: &TaskModel) -> Result<Map<String, Value>> {
-        let device = model
-            .parameters()
-            .iter()
-            .next()
-            .map(|(_, p)| p.value().device().clone())
-            .unwrap_or(Device::Cpu);
-        let collected = self.collect(model, &device)?;
+        let collected = self.collect(model, model.device())?;
         let metrics = self.metrics(&collected)?;
         match serde_json::to_value(&metrics) {
             Ok(Value::Object(map)) => Ok(map),

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use deberta::{DropoutRng, TaskModel};
 use serde_json::{Map, Value};
 
@@ -52,7 +52,6 @@ pub struct Trainer {
     dropout: DropoutRng,
     step: u64,
     micro: u64,
-    device: Device,
 }
 
 impl Trainer {
@@ -69,12 +68,6 @@ impl Trainer {
         model.train(dropout.clone())?;
         let layers = model.config().num_hidden_layers;
         let optimizer = AdamW::new(model.parameters(), layers, options.adamw())?;
-        let device = model
-            .parameters()
-            .iter()
-            .next()
-            .map(|(_, p)| p.value().device().clone())
-            .unwrap_or(Device::Cpu);
         Ok(Self {
             model,
             optimizer,
@@ -87,7 +80,6 @@ impl Trainer {
             dropout,
             step: 0,
             micro: 0,
-            device,
         })
     }
 
@@ -195,7 +187,7 @@ impl Trainer {
         let mut summed: Option<BTreeMap<String, Tensor>> = None;
         let (mut loss_sum, mut examples, mut epoch) = (0f64, 0u64, 0u64);
         for _ in 0..accumulation {
-            let batch = self.source.micro_batch(self.micro, &self.device)?;
+            let batch = self.source.micro_batch(self.micro, self.model.device())?;
             self.micro += 1;
             let grads = gradients(&self.model, &batch.input, batch.labels.as_labels())?;
             loss_sum += grads.loss_value()? as f64;

@@ -41,7 +41,7 @@ pub enum BatchLabels {
 }
 
 /// The label tensors of a batch, on a device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LabelTensors {
     /// `[B]` i64 classes, `[B, width]` f32 targets, or `[B, L]` i64 token labels.
     pub labels: Option<Tensor>,

@@ -226,6 +226,11 @@ impl TaskModel {
         }
     }
 
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        self.backbone().device()
+    }
+
     /// The execution plan the next forward pass runs (path, kernels, format, dtype).
     pub fn plan(&self) -> &ExecutionPlan {
         self.backbone().plan()
