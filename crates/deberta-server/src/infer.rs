@@ -63,6 +63,32 @@ pub(crate) struct Call<S: Staged> {
     pub truncate: Option<Side>,
 }
 
+/// A pipeline the server runs: it and its values cross to the blocking pool and the batcher's
+/// thread.
+pub(crate) trait Served:
+    Staged<
+        Input: Send + 'static,
+        Options: Send + Sync + 'static,
+        Prepared: Send + 'static,
+        Output: Send + 'static,
+    > + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Served for S where
+    S: Staged<
+            Input: Send + 'static,
+            Options: Send + Sync + 'static,
+            Prepared: Send + 'static,
+            Output: Send + 'static,
+        > + Send
+        + Sync
+        + 'static
+{
+}
+
 impl Infer {
     pub(crate) fn new(queue: Sender<Job>, config: &crate::ServerConfig) -> Self {
         Infer {
@@ -113,19 +139,12 @@ impl Infer {
     }
 
     /// Runs a call through the pipeline `pick` selects: one output per input, in order.
-    pub(crate) async fn run<S>(
+    pub(crate) async fn run<S: Served>(
         &self,
         model: &Arc<Model>,
         pick: Pick<S>,
         call: Call<S>,
-    ) -> Result<(Vec<S::Output>, Timings), ApiError>
-    where
-        S: Staged + Send + Sync + 'static,
-        S::Input: Send + 'static,
-        S::Options: Send + Sync + 'static,
-        S::Prepared: Send + 'static,
-        S::Output: Send + 'static,
-    {
+    ) -> Result<(Vec<S::Output>, Timings), ApiError> {
         let mut timings = Timings::new(Instant::now());
         pick(model, Policy::Strict)?; // the head's 422 before anything else
         let _permit = self.acquire().await?;
@@ -150,20 +169,14 @@ impl Infer {
     }
 
     /// Tokenizes in chunks of `max_client_batch_size`, each on the blocking pool.
-    async fn tokenize<S>(
+    async fn tokenize<S: Served>(
         &self,
         model: &Arc<Model>,
         pick: Pick<S>,
         inputs: Vec<S::Input>,
         options: &Arc<S::Options>,
         truncate: Option<Side>,
-    ) -> Result<(Vec<S::Prepared>, Policy), ApiError>
-    where
-        S: Staged + Send + Sync + 'static,
-        S::Input: Send + 'static,
-        S::Options: Send + Sync + 'static,
-        S::Prepared: Send + 'static,
-    {
+    ) -> Result<(Vec<S::Prepared>, Policy), ApiError> {
         let chunk = self.max_client_batch_size.max(1);
         let mut inputs = inputs.into_iter();
         let mut tasks = Vec::new();

@@ -11,7 +11,7 @@ use deberta::HeadKind;
 use deberta_tasks::{
     Aggregation, CandidateLabels, ChoiceInput, Entity, FillMask, FillMaskOptions, FillMaskOutput,
     MultipleChoice, NerOptions, QaInput, QaOptions, QaOutput, QuestionAnswering, ScoredChoice,
-    Staged, TokenClassification, ZeroShot, ZeroShotInput, ZeroShotOptions, ZeroShotOutput,
+    TokenClassification, ZeroShot, ZeroShotInput, ZeroShotOptions, ZeroShotOutput,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::schema;
 use super::types::{check_texts, timing_headers, OneOrMany, TruncationDirection};
 use crate::error::{ApiError, ErrorResponse};
-use crate::infer::{Call, Pick};
+use crate::infer::{Call, Pick, Served};
 use crate::json::JsonBody;
 use crate::model::{Model, Policy, Tasks};
 use crate::state::AppState;
@@ -27,20 +27,13 @@ use crate::state::AppState;
 type Answer<T> = Result<(HeaderMap, Json<OneOrMany<T>>), ApiError>;
 
 /// Runs a call and shapes the answer like the request (one output, or a list).
-async fn answer<S>(
+async fn answer<S: Served>(
     state: &AppState,
     pick: Pick<S>,
     call: Call<S>,
     single: bool,
     chars: usize,
-) -> Answer<S::Output>
-where
-    S: Staged + Send + Sync + 'static,
-    S::Input: Send + 'static,
-    S::Options: Send + Sync + 'static,
-    S::Prepared: Send + 'static,
-    S::Output: Send + 'static,
-{
+) -> Answer<S::Output> {
     let (outputs, timings) = state.infer.run(&state.model, pick, call).await?;
     Ok((
         timing_headers(&timings, chars),
@@ -50,6 +43,20 @@ where
 
 fn chars<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
     texts.into_iter().map(|t| t.chars().count()).sum()
+}
+
+/// A request's texts, checked (none empty, no more than the client batch size allows), whether
+/// it sent one text, and their length in characters.
+fn checked_texts(
+    state: &AppState,
+    field: &str,
+    inputs: OneOrMany<String>,
+) -> Result<(Vec<String>, bool, usize), ApiError> {
+    let (texts, single) = inputs.into_vec();
+    check_texts(field, texts.iter().map(String::as_str))?;
+    state.infer.check_batch(field, texts.len())?;
+    let n = chars(texts.iter().map(String::as_str));
+    Ok((texts, single, n))
 }
 
 /// `POST /fill-mask`.
@@ -99,10 +106,7 @@ pub async fn fill_mask(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<FillMaskRequest>,
 ) -> Answer<FillMaskOutput> {
-    let (inputs, single) = req.inputs.into_vec();
-    check_texts("inputs", inputs.iter().map(String::as_str))?;
-    state.infer.check_batch("inputs", inputs.len())?;
-    let n = chars(inputs.iter().map(String::as_str));
+    let (inputs, single, n) = checked_texts(&state, "inputs", req.inputs)?;
     let options = FillMaskOptions {
         top_k: req.top_k,
         targets: req.targets,
@@ -161,13 +165,10 @@ pub async fn zero_shot(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<ZeroShotRequest>,
 ) -> Answer<ZeroShotOutput> {
-    let (texts, single) = req.inputs.into_vec();
-    check_texts("inputs", texts.iter().map(String::as_str))?;
+    let (texts, single, n) = checked_texts(&state, "inputs", req.inputs)?;
     let labels = req.candidate_labels.labels();
     check_texts("candidate_labels", labels.iter().map(String::as_str))?;
-    state.infer.check_batch("inputs", texts.len())?;
     state.infer.check_batch("candidate_labels", labels.len())?;
-    let n = chars(texts.iter().map(String::as_str));
     let inputs = texts
         .into_iter()
         .map(|text| ZeroShotInput {
@@ -234,10 +235,7 @@ pub async fn token_classify(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<TokenClassifyRequest>,
 ) -> Answer<Vec<Entity>> {
-    let (inputs, single) = req.inputs.into_vec();
-    check_texts("inputs", inputs.iter().map(String::as_str))?;
-    state.infer.check_batch("inputs", inputs.len())?;
-    let n = chars(inputs.iter().map(String::as_str));
+    let (inputs, single, n) = checked_texts(&state, "inputs", req.inputs)?;
     let options = NerOptions {
         aggregation: req.aggregation_strategy,
         ignore_labels: req.ignore_labels,
