@@ -258,8 +258,7 @@ impl Engine {
             .flat_map(|u| u.iter())
             .map(|f| Sequence::new(&f.ids).with_token_type_ids(&f.type_ids))
             .collect();
-        if batch.iter().any(|u| u.is_empty()) || sequences.iter().any(|s| s.input_ids.is_empty())
-        {
+        if batch.iter().any(|u| u.is_empty()) || sequences.iter().any(|s| s.input_ids.is_empty()) {
             return Err(Error::input("text", "encodes to no tokens"));
         }
         let mut outputs = self.model.forward_sequences(&sequences)?.into_iter();
@@ -295,7 +294,9 @@ fn unit_output(outs: &[TaskOutput], multiple_choice: bool) -> Result<UnitOutput>
         });
     }
     let Some(o) = outs.first() else {
-        return Err(Error::Model("the model returned no output for a unit".into()));
+        return Err(Error::Model(
+            "the model returned no output for a unit".into(),
+        ));
     };
     // `[1, len, C]` token logits have `len` rows; `[1, C]` sequence logits one.
     let rows = match &o.logits {

@@ -23,7 +23,9 @@ struct Owned {
 /// Sequences of mixed lengths up to `max_len` (the longest, the shortest, and some between,
 /// out of order), ids drawn from `1..vocab`, type ids from `0..types` (zeros when 0).
 fn sequences(max_len: usize, vocab: usize, types: usize, seed: u64) -> Vec<Owned> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move |n: usize| {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -121,7 +123,11 @@ fn backbone_cases(path: PathChoice) -> usize {
         let (model, _) =
             DebertaV2Model::from_pretrained_with(&dir, &Device::Cpu, common::on_path(path))
                 .unwrap();
-        assert_eq!(model.runs_unpadded(), path == PathChoice::CpuFused, "{name}");
+        assert_eq!(
+            model.runs_unpadded(),
+            path == PathChoice::CpuFused,
+            "{name}"
+        );
         let cfg = model.config();
         let max_len = fixture_len(&dir, "input.json");
         let owned = sequences(max_len, cfg.vocab_size, cfg.type_vocab_size, k as u64);
@@ -133,9 +139,17 @@ fn backbone_cases(path: PathChoice) -> usize {
         assert_eq!(got.len(), owned.len(), "{name}");
         let mut case_worst = 0f32;
         for (i, (g, s)) in got.iter().zip(&owned).enumerate() {
-            let want = padded.narrow(0, i, 1).unwrap().narrow(1, 0, s.ids.len()).unwrap();
+            let want = padded
+                .narrow(0, i, 1)
+                .unwrap()
+                .narrow(1, 0, s.ids.len())
+                .unwrap();
             let d = diff(&format!("{name}/{i}"), g, &want);
-            assert!(d <= TOLERANCE, "{name} sequence {i} (len {}): {d:.3e}", s.ids.len());
+            assert!(
+                d <= TOLERANCE,
+                "{name} sequence {i} (len {}): {d:.3e}",
+                s.ids.len()
+            );
             case_worst = case_worst.max(d);
             compared += 1;
         }
@@ -231,7 +245,11 @@ fn heads_cases(path: PathChoice) {
         let model =
             TaskModel::from_pretrained_with(&dir, None, &Device::Cpu, common::on_path(path))
                 .unwrap();
-        assert_eq!(model.runs_unpadded(), path == PathChoice::CpuFused, "{name}");
+        assert_eq!(
+            model.runs_unpadded(),
+            path == PathChoice::CpuFused,
+            "{name}"
+        );
         let max_len = fixture_len(&dir, "nolabels.input.json");
         let (s, o) = head_case(name, &model, max_len, 100 + k as u64);
         sequences += s;
@@ -261,7 +279,10 @@ fn heads_cases(path: PathChoice) {
         assert!(kinds.contains(&kind), "{kind:?} not covered");
     }
     println!("heads, {path:?}: {sequences} sequences, {outputs} outputs compared");
-    assert!(sequences >= 7 * 18 && outputs >= sequences, "{sequences} / {outputs}");
+    assert!(
+        sequences >= 7 * 18 && outputs >= sequences,
+        "{sequences} / {outputs}"
+    );
 }
 
 #[test]
@@ -289,10 +310,16 @@ fn bad_sequences_are_named() {
     let message = |seqs: &[Sequence]| model.forward_sequences(seqs).unwrap_err().to_string();
     assert!(message(&[]).contains("no sequences"));
     let empty = message(&[Sequence::new(&ok), Sequence::new(&[])]);
-    assert!(empty.contains("sequence 1") && empty.contains("empty"), "{empty}");
+    assert!(
+        empty.contains("sequence 1") && empty.contains("empty"),
+        "{empty}"
+    );
     let big = [cfg.vocab_size as u32];
     let vocab = message(&[Sequence::new(&big)]);
-    assert!(vocab.contains("sequence 0") && vocab.contains("vocab_size"), "{vocab}");
+    assert!(
+        vocab.contains("sequence 0") && vocab.contains("vocab_size"),
+        "{vocab}"
+    );
     let types = message(&[Sequence::new(&ok).with_token_type_ids(&[0, 1])]);
     assert!(types.contains("token_type_ids"), "{types}");
     if cfg.position_biased_input {
@@ -324,7 +351,11 @@ fn linear_formats_unpadded_match_padded() {
             let got = model.forward_sequences(&borrowed(&owned)).unwrap();
             let mut worst = 0f32;
             for (i, (g, s)) in got.iter().zip(&owned).enumerate() {
-                let want = padded.narrow(0, i, 1).unwrap().narrow(1, 0, s.ids.len()).unwrap();
+                let want = padded
+                    .narrow(0, i, 1)
+                    .unwrap()
+                    .narrow(1, 0, s.ids.len())
+                    .unwrap();
                 let d = diff(&format!("{name}/{format}/{i}"), g, &want);
                 assert!(d <= TOLERANCE, "{name} {format} sequence {i}: {d:.3e}");
                 worst = worst.max(d);

@@ -84,8 +84,9 @@ pub(super) fn attend_unpadded(
         .zip(&ctx.slots)
         .map(|(&len, slots)| UnpaddedSequence {
             len,
-            relative: slots.filter(|_| key.is_some() || query.is_some()).map(|index| {
-                Relative {
+            relative: slots
+                .filter(|_| key.is_some() || query.is_some())
+                .map(|index| Relative {
                     key,
                     query,
                     table_rows,
@@ -93,13 +94,18 @@ pub(super) fn attend_unpadded(
                     p2c_slot: &index.p2c_slot,
                     first_slot: index.first_slot,
                     width: index.width,
-                }
-            }),
+                }),
         })
         .collect();
     let products = p.kernels.attention_products();
     let dims = (p.heads, p.head_size);
-    attention_unpadded(&sequences, dims, &buffers.qkv, products, &mut buffers.context)?;
+    attention_unpadded(
+        &sequences,
+        dims,
+        &buffers.qkv,
+        products,
+        &mut buffers.context,
+    )?;
     Ok(())
 }
 
@@ -306,7 +312,10 @@ mod tests {
             deberta_kernels::KernelPlan::detect().attention_products(),
         ];
         for ((c2p, p2c), products) in terms.into_iter().flat_map(|t| paths.map(|p| (t, p))) {
-            let (key, query) = (c2p.then_some(&key_table[..]), p2c.then_some(&query_table[..]));
+            let (key, query) = (
+                c2p.then_some(&key_table[..]),
+                p2c.then_some(&query_table[..]),
+            );
             let relative = |index| relative_of(index, key, query, table_rows);
             let sequences: Vec<UnpaddedSequence> = lens
                 .iter()

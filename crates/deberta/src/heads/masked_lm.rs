@@ -159,7 +159,11 @@ impl DebertaV2ForMaskedLM {
     pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
         let out = self.deberta.forward_packed(sequences)?;
         let logits = self.logits(&out.hidden)?; // [T, vocab]
-        Ok(out.split(&logits)?.into_iter().map(TaskOutput::of_logits).collect())
+        Ok(out
+            .split(&logits)?
+            .into_iter()
+            .map(TaskOutput::of_logits)
+            .collect())
     }
 
     /// The prediction head: `hidden [..., H]` -> `[..., vocab]`.

@@ -80,7 +80,9 @@ impl DebertaV2ForMultipleChoice {
     /// its score `logits [1, 1]` from its first token (group them into questions yourself).
     pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
         let out = self.deberta.forward_packed(sequences)?;
-        let logits = self.head.forward(&out.first_tokens()?, self.deberta.mode())?; // [N, 1]
+        let logits = self
+            .head
+            .forward(&out.first_tokens()?, self.deberta.mode())?; // [N, 1]
         per_sequence_rows(&logits)
     }
 }

@@ -64,7 +64,9 @@ impl DebertaV2ForSequenceClassification {
     /// sequence, from its first token.
     pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
         let out = self.deberta.forward_packed(sequences)?;
-        let logits = self.head.forward(&out.first_tokens()?, self.deberta.mode())?; // [N, C]
+        let logits = self
+            .head
+            .forward(&out.first_tokens()?, self.deberta.mode())?; // [N, C]
         per_sequence_rows(&logits)
     }
 

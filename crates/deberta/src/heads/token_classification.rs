@@ -66,6 +66,10 @@ impl DebertaV2ForTokenClassification {
         let mode = self.deberta.mode();
         let dropped = mode.dropout(&out.hidden, self.dropout)?;
         let logits = self.classifier.forward(&dropped, mode)?; // [T, C]
-        Ok(out.split(&logits)?.into_iter().map(TaskOutput::of_logits).collect())
+        Ok(out
+            .split(&logits)?
+            .into_iter()
+            .map(TaskOutput::of_logits)
+            .collect())
     }
 }

@@ -130,7 +130,12 @@ impl DebertaV2Model {
         let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
         for s in sequences {
             let n = max_len - s.input_ids.len();
-            ids.extend(s.input_ids.iter().copied().chain(std::iter::repeat_n(pad, n)));
+            ids.extend(
+                s.input_ids
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(pad, n)),
+            );
             match s.token_type_ids {
                 Some(t) => types.extend(t.iter().copied()),
                 None => types.extend(std::iter::repeat_n(0, s.input_ids.len())),
@@ -218,7 +223,13 @@ fn check_sequence(i: usize, s: &Sequence, cfg: &DebertaV2Config) -> Result<usize
             )));
         }
         if cfg.type_vocab_size > 0 {
-            check_ids(i, "token_type_ids", types, cfg.type_vocab_size, "type_vocab_size")?;
+            check_ids(
+                i,
+                "token_type_ids",
+                types,
+                cfg.type_vocab_size,
+                "type_vocab_size",
+            )?;
         }
     }
     Ok(len)
