@@ -109,8 +109,8 @@ fn run_batch(engine: &Engine, mut batch: Vec<Entry>) {
     batch.sort_by_key(|e| (e.features.len(), e.len()));
     let shape: Vec<(usize, usize)> = batch.iter().map(|e| (e.features.len(), e.len())).collect();
     metrics::batch_next(batch.len(), batch.iter().map(Entry::tokens).sum());
-    let groups = if engine.runs_unpadded() {
-        vec![0..batch.len()]
+    let groups: Vec<std::ops::Range<usize>> = if engine.runs_unpadded() {
+        std::iter::once(0..batch.len()).collect()
     } else {
         sub_batches(&shape, PADDING_WASTE)
     };

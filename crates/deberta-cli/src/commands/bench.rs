@@ -70,7 +70,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let mut report =
             super::bench_mixed::run(&model, range, args.batch, (args.warmup, args.iters))?;
         if let Some(fields) = report.as_object_mut() {
-            fields.extend(settings(&model, &args).into_iter());
+            fields.extend(settings(&model, &args));
         }
         println!("{report}");
         return Ok(());
@@ -96,7 +96,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "seq": args.seq,
     });
     if let Some(fields) = report.as_object_mut() {
-        fields.extend(settings(&model, &args).into_iter());
+        fields.extend(settings(&model, &args));
     }
     println!("{report}");
     Ok(())
