@@ -195,16 +195,7 @@ pub fn attention(
     probs: Option<&mut [f32]>,
 ) -> Result<()> {
     check(a, context.len(), probs.as_deref())?;
-    let packed = match products {
-        AttentionProducts::PackedAvx2 if !avx2_fma() => {
-            return Err(Error::Unsupported {
-                kernel: "attention products on the packed AVX2 GEMM",
-                needs: "AVX2 and FMA",
-            })
-        }
-        AttentionProducts::PackedAvx2 => true,
-        AttentionProducts::GemmCrate => false,
-    };
+    let packed = packed_products(products)?;
     let tasks = HeadTasks::new(a, packed, context, probs);
     let Dims { batch, heads, .. } = a.dims;
     (0..heads * batch).into_par_iter().for_each(|task| {
@@ -214,6 +205,90 @@ pub fn attention(
         })
     });
     Ok(())
+}
+
+/// One sequence of an unpadded batch: its length and, when relative attention is on, its
+/// position terms (slot tables for its own length).
+#[derive(Clone, Copy)]
+pub struct UnpaddedSequence<'a> {
+    pub len: usize,
+    pub relative: Option<Relative<'a>>,
+}
+
+/// Disentangled self-attention over sequences of different lengths concatenated row by row,
+/// each at its own length (no padding, no mask): `qkv [T, 3*H*d]` -> `context [T, H*d]`,
+/// `T` = the sum of the lengths, sequence `s` in rows `len_0 + ... + len_{s-1}` onwards. One
+/// task per (sequence, head), longest sequences first, on the same kernels as [`attention`].
+pub fn attention_unpadded(
+    sequences: &[UnpaddedSequence],
+    (heads, head_size): (usize, usize),
+    qkv: &[f32],
+    products: AttentionProducts,
+    context: &mut [f32],
+) -> Result<()> {
+    let all = heads * head_size;
+    let tokens: usize = sequences.iter().map(|s| s.len).sum();
+    if qkv.len() != tokens * 3 * all || context.len() != tokens * all {
+        return Err(Error::shape(
+            "unpadded attention",
+            format!(
+                "buffers of {} / {} values for {tokens} tokens, H={heads} d={head_size}",
+                qkv.len(),
+                context.len()
+            ),
+        ));
+    }
+    let mut calls = Vec::with_capacity(sequences.len());
+    let mut row = 0;
+    for s in sequences {
+        calls.push(Attention {
+            dims: Dims {
+                batch: 1,
+                len: s.len,
+                heads,
+                head_size,
+            },
+            qkv: &qkv[row * 3 * all..(row + s.len) * 3 * all],
+            mask: &[],
+            masked: &[false],
+            relative: s.relative,
+        });
+        row += s.len;
+    }
+    let packed = packed_products(products)?;
+    let mut tasks = Vec::with_capacity(calls.len());
+    let mut rest = context;
+    for a in &calls {
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(a.dims.len * all);
+        check(a, mine.len(), None)?;
+        tasks.push(HeadTasks::new(a, packed, mine, None));
+        rest = tail;
+    }
+    let mut jobs: Vec<(usize, usize)> = (0..calls.len())
+        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .collect();
+    jobs.sort_by_key(|&(s, _)| std::cmp::Reverse(calls[s].dims.len));
+    jobs.into_par_iter().for_each(|(s, h)| {
+        // Batch 1: task `h` is head `h` of the sequence.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => tasks[s].run(&mut scratch, h),
+            Err(_) => tasks[s].run(&mut Scratch::default(), h),
+        })
+    });
+    Ok(())
+}
+
+/// Whether the packed AVX2 GEMM runs the products (an error where it was asked for and this
+/// CPU lacks AVX2 and FMA).
+fn packed_products(products: AttentionProducts) -> Result<bool> {
+    match products {
+        AttentionProducts::PackedAvx2 if !avx2_fma() => Err(Error::Unsupported {
+            kernel: "attention products on the packed AVX2 GEMM",
+            needs: "AVX2 and FMA",
+        }),
+        AttentionProducts::PackedAvx2 => Ok(true),
+        AttentionProducts::GemmCrate => Ok(false),
+    }
 }
 
 /// What the (head, sequence) tasks of one call share.
@@ -739,8 +814,10 @@ fn check(a: &Attention, context_len: usize, probs: Option<&[f32]>) -> Result<()>
             format!("{} mask flags for a batch of {batch}", a.masked.len()),
         ));
     }
+    // An unpadded sequence has no mask: an empty one is allowed where no block is read.
+    let no_mask = a.mask.is_empty() && !a.masked.contains(&true);
     let mut ok = a.qkv.len() == tokens * 3 * all
-        && a.mask.len() == batch * len * len
+        && (a.mask.len() == batch * len * len || no_mask)
         && context_len == tokens * all
         && probs.is_none_or(|p| p.len() == batch * heads * len * len);
     if let Some(rel) = &a.relative {

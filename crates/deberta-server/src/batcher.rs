@@ -1,5 +1,7 @@
-//! The model thread: warms the model up, then takes batches from the queue and runs them,
-//! sorted by length and cut into sub-batches of similar length, until every sender is gone.
+//! The model thread: warms the model up, then takes batches from the queue and runs them until
+//! every sender is gone. On the fused CPU path a batch is one unpadded forward pass (each
+//! sequence at its own length: the batch costs the sum of its sequences' costs); elsewhere it
+//! is sorted by length and cut into padded sub-batches of similar length.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -99,15 +101,21 @@ fn run(engine: &Engine, rx: &Receiver<Job>, limits: BatchLimits) {
     }
 }
 
-/// Runs one batch: sorted by (rows, length), cut into sub-batches of similar length, each one
-/// forward pass; replies to each entry.
+/// Runs one batch and replies to each entry: one unpadded forward pass where the engine runs
+/// them, else sorted by (rows, length) and cut into padded sub-batches of similar length, each
+/// one forward pass.
 fn run_batch(engine: &Engine, mut batch: Vec<Entry>) {
     let started = Instant::now();
     batch.sort_by_key(|e| (e.features.len(), e.len()));
     let shape: Vec<(usize, usize)> = batch.iter().map(|e| (e.features.len(), e.len())).collect();
     metrics::batch_next(batch.len(), batch.iter().map(Entry::tokens).sum());
+    let groups: Vec<std::ops::Range<usize>> = if engine.runs_unpadded() {
+        std::iter::once(0..batch.len()).collect()
+    } else {
+        sub_batches(&shape, PADDING_WASTE)
+    };
     let mut entries = batch.into_iter();
-    for range in sub_batches(&shape, PADDING_WASTE) {
+    for range in groups {
         let group: Vec<Entry> = entries.by_ref().take(range.len()).collect();
         run_group(engine, group, started);
     }

@@ -1,6 +1,7 @@
-//! A model and its tokenizer, and the batched forward pass every task shares: inputs are
-//! sorted by length, cut into batches, right-padded, run, and the outputs handed back per
-//! input in the original order.
+//! A model and its tokenizer, and the batched forward pass every task shares. On the fused CPU
+//! path inputs run in batches without padding, each sequence at its own length
+//! (`TaskModel::forward_sequences`); elsewhere they are sorted by length, cut into batches,
+//! right-padded and run. Either way the outputs come back per input in the original order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use deberta::{
     ExecutionPlan, ForwardOptions, HeadKind, Labels, LinearFormat, LoadOptions, ModelInput,
-    TaskModel,
+    Sequence, TaskModel, TaskOutput,
 };
 use deberta_tokenizer::{Encoding, Side, Tokenizer};
 
@@ -167,10 +168,24 @@ impl Engine {
         &self.tokenizer
     }
 
+    /// Whether [`Self::run`] runs batches unpadded (the fused CPU path): a batch then costs
+    /// the sum of its sequences' costs, whatever their lengths.
+    pub fn runs_unpadded(&self) -> bool {
+        self.model.runs_unpadded()
+    }
+
     /// Runs every unit (one feature, or several for multiple choice) and returns the outputs in
-    /// the input order. Units are sorted by length and batched; units of one batch share their
-    /// number of features.
+    /// the input order. On the fused CPU path units run `batch_size` at a time in input order,
+    /// unpadded; elsewhere they are sorted by length and batched, units of one batch sharing
+    /// their number of features.
     pub fn run(&self, units: &[&[Feature]]) -> Result<Vec<UnitOutput>> {
+        if self.runs_unpadded() {
+            let mut out = Vec::with_capacity(units.len());
+            for batch in units.chunks(self.options.batch_size.max(1)) {
+                out.extend(self.forward_unpadded(batch)?);
+            }
+            return Ok(out);
+        }
         let len = |u: &[Feature]| u.iter().map(|f| f.ids.len()).max().unwrap_or(0);
         let mut order: Vec<usize> = (0..units.len()).collect();
         order.sort_by_key(|&i| units.get(i).map(|u| (u.len(), len(u))));
@@ -233,6 +248,67 @@ impl Engine {
             .forward(&input, Labels::default(), ForwardOptions::default())?;
         split_outputs(&out, batch)
     }
+}
+
+impl Engine {
+    /// One unpadded forward pass over every feature of `batch` (each at its own length).
+    fn forward_unpadded(&self, batch: &[&[Feature]]) -> Result<Vec<UnitOutput>> {
+        let sequences: Vec<Sequence> = batch
+            .iter()
+            .flat_map(|u| u.iter())
+            .map(|f| Sequence::new(&f.ids).with_token_type_ids(&f.type_ids))
+            .collect();
+        if batch.iter().any(|u| u.is_empty()) || sequences.iter().any(|s| s.input_ids.is_empty()) {
+            return Err(Error::input("text", "encodes to no tokens"));
+        }
+        let mut outputs = self.model.forward_sequences(&sequences)?.into_iter();
+        let multiple_choice = self.model.kind() == HeadKind::MultipleChoice;
+        batch
+            .iter()
+            .map(|unit| {
+                let mine: Vec<TaskOutput> = outputs.by_ref().take(unit.len()).collect();
+                unit_output(&mine, multiple_choice)
+            })
+            .collect()
+    }
+}
+
+/// One unit's output from its sequences' outputs (one per feature, batch size 1): the choices'
+/// scores side by side for multiple choice, else the single feature's logits.
+fn unit_output(outs: &[TaskOutput], multiple_choice: bool) -> Result<UnitOutput> {
+    let flat = |t: &Option<Tensor>| -> Result<Vec<f32>> {
+        match t {
+            Some(t) => Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+            None => Ok(Vec::new()),
+        }
+    };
+    if multiple_choice {
+        let mut logits = Vec::with_capacity(outs.len());
+        for o in outs {
+            logits.extend(flat(&o.logits)?);
+        }
+        return Ok(UnitOutput {
+            logits,
+            rows: 1,
+            ..Default::default()
+        });
+    }
+    let Some(o) = outs.first() else {
+        return Err(Error::Model(
+            "the model returned no output for a unit".into(),
+        ));
+    };
+    // `[1, len, C]` token logits have `len` rows; `[1, C]` sequence logits one.
+    let rows = match &o.logits {
+        Some(t) if t.rank() == 3 => t.dim(1)?,
+        _ => 1,
+    };
+    Ok(UnitOutput {
+        logits: flat(&o.logits)?,
+        rows,
+        start: flat(&o.start_logits)?,
+        end: flat(&o.end_logits)?,
+    })
 }
 
 /// Cuts the batch outputs back into per-unit outputs without padding.

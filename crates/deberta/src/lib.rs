@@ -47,7 +47,10 @@ pub use heads::{
     DebertaV2ForSequenceClassification, DebertaV2ForTokenClassification, HeadKind, Labels,
     TaskModel, TaskOutput,
 };
-pub use model::{BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput};
+pub use model::{
+    BaseModelOutput, DebertaV2Model, ForwardOptions, LinearFormat, ModelInput, PackedOutput,
+    Sequence,
+};
 pub use params::{Param, Parameters};
 pub use plan::{
     Avx512Mode, Backend, ExecutionPlan, KernelOptions, KernelPlan, LoadOptions, PathChoice,

@@ -153,6 +153,33 @@ pub fn check_forward(cfg: &DebertaV2Config, batch: usize, len: usize) -> Result<
     )
 }
 
+/// A generous estimate of the peak memory of a forward pass on an unpadded batch of sequences
+/// of `lens`: the activations of one layer over all their tokens, plus the attention of the
+/// longest sequence (as [`forward_bytes`] counts it; the sequences' attention tasks keep
+/// per-worker scratch only).
+pub fn unpadded_bytes(cfg: &DebertaV2Config, lens: &[usize]) -> u64 {
+    let tokens = lens.iter().map(|&l| l as u128).sum::<u128>();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    let row = (8 * cfg.hidden_size as u128 + 2 * cfg.intermediate_size as u128) * 4;
+    let total = tokens * row + forward_bytes(cfg, 1, longest) as u128;
+    u64::try_from(total).unwrap_or(u64::MAX)
+}
+
+/// Checks a forward pass on an unpadded batch of sequences of `lens` against the limit.
+pub fn check_unpadded(cfg: &DebertaV2Config, lens: &[usize]) -> Result<()> {
+    check(
+        || {
+            let tokens: usize = lens.iter().sum();
+            let longest = lens.iter().copied().max().unwrap_or(0);
+            format!(
+                "an unpadded forward pass on {} sequences ({tokens} tokens, the longest {longest})",
+                lens.len()
+            )
+        },
+        unpadded_bytes(cfg, lens),
+    )
+}
+
 /// A generous estimate of the peak memory of one training step on `batch x len` tokens beyond
 /// the weights: every layer's retained activations (the autograd graph keeps about eight
 /// `[B, heads, L, L]` f32 tensors and twenty `[B, L, hidden]`-sized ones per layer), plus the

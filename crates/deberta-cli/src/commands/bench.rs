@@ -1,5 +1,6 @@
 //! `deberta bench`: time the forward pass of a checkpoint on random ids with a full mask and
-//! print one JSON object (median/min/max ms, tokens/s, peak RSS, settings).
+//! print one JSON object (median/min/max ms, tokens/s, peak RSS, settings); with `--mixed`,
+//! a workload of mixed lengths run unpadded and padded ([`super::bench_mixed`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +37,11 @@ pub struct BenchArgs {
     /// Model class; auto follows config.json's `architectures`.
     #[arg(long, default_value = "auto")]
     head: String,
+    /// A workload of mixed lengths MIN-MAX (e.g. 8-256) instead of `--seq`: each batch's
+    /// sequences get lengths drawn from the range, and the batch runs both unpadded (each
+    /// sequence at its own length) and padded to its longest; both timings are reported.
+    #[arg(long, value_parser = super::bench_mixed::parse_range)]
+    mixed: Option<(usize, usize)>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -60,6 +66,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         HeadKind::MultipleChoice => args.batch.saturating_mul(2),
         _ => args.batch,
     };
+    if let Some(range) = args.mixed {
+        let mut report =
+            super::bench_mixed::run(&model, range, args.batch, (args.warmup, args.iters))?;
+        if let Some(fields) = report.as_object_mut() {
+            fields.extend(settings(&model, &args));
+        }
+        println!("{report}");
+        return Ok(());
+    }
     deberta::limits::check_forward(model.config(), rows, args.seq)?;
     let input = random_input(&model, &args, &device)?;
     for _ in 0..args.warmup {
@@ -71,19 +86,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
         model.forward(&input, Labels::default(), ForwardOptions::default())?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort_by(f64::total_cmp);
-    let median = median(&times);
-    let report = serde_json::json!({
+    let median = median_of(&mut times);
+    let mut report = serde_json::json!({
         "median_ms": median,
         "min_ms": times.first(),
         "max_ms": times.last(),
         "tokens_per_s": (args.batch * args.seq) as f64 / (median / 1e3),
         "times_ms": times,
+        "seq": args.seq,
+    });
+    if let Some(fields) = report.as_object_mut() {
+        fields.extend(settings(&model, &args));
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// The run's settings and plan, as JSON fields.
+fn settings(model: &TaskModel, args: &BenchArgs) -> serde_json::Map<String, serde_json::Value> {
+    let report = serde_json::json!({
         "peak_rss_mib": peak_rss_mib(),
         "model": args.model,
         "head": model.kind().cli_name(),
         "batch": args.batch,
-        "seq": args.seq,
         "warmup": args.warmup,
         "iters": args.iters,
         "threads": args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -92,8 +117,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "linear_kernel": model.plan().linear_kernel(),
         "plan": model.plan().to_string(),
     });
-    println!("{report}");
-    Ok(())
+    match report {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// Ids uniform in `[4, vocab)` (past the special tokens), full attention mask; `[B, C, L]` with
@@ -111,7 +138,10 @@ fn random_input(model: &TaskModel, args: &BenchArgs, device: &Device) -> Result<
     Ok(ModelInput::from_ids(ids).with_attention_mask(mask))
 }
 
-fn median(sorted: &[f64]) -> f64 {
+/// Sorts `times` and returns their median.
+pub(super) fn median_of(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let sorted = &*times;
     let n = sorted.len();
     match n {
         0 => f64::NAN,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+mod bench_mixed;
 pub mod choice;
 pub mod classify;
 pub mod convert;

@@ -3,9 +3,11 @@
 //! `deberta-kernels` attention run on them.
 
 use candle_core::Tensor;
-use deberta_kernels::attention::{attention, Attention, Dims, Relative};
+use deberta_kernels::attention::{
+    attention, attention_unpadded, Attention, Dims, Relative, UnpaddedSequence,
+};
 
-use super::context::AttentionContext;
+use super::context::{AttentionContext, UnpaddedContext};
 use super::layer::{LayerBuffers, LayerParams};
 use super::View;
 use crate::Result;
@@ -55,6 +57,55 @@ pub(super) fn attend(
     };
     let products = p.kernels.attention_products();
     attention(&inputs, products, &mut buffers.context, probs)?;
+    Ok(())
+}
+
+/// `buffers.context [T, H*d]` from `buffers.qkv [T, 3*H*d]` for sequences concatenated row
+/// by row, each at its own length with its own slot tables.
+pub(super) fn attend_unpadded(
+    p: &LayerParams,
+    ctx: &UnpaddedContext,
+    buffers: &mut LayerBuffers,
+) -> Result<()> {
+    let key_view = p
+        .pos_key
+        .map(|t| View::new(t, "position keys"))
+        .transpose()?;
+    let query_view = p
+        .pos_query
+        .map(|t| View::new(t, "position queries"))
+        .transpose()?;
+    let key = key_view.as_ref().map(|v| v.slice()).transpose()?;
+    let query = query_view.as_ref().map(|v| v.slice()).transpose()?;
+    let table_rows = table_rows(p.pos_key.or(p.pos_query))?;
+    let sequences: Vec<UnpaddedSequence> = ctx
+        .lens
+        .iter()
+        .zip(&ctx.slots)
+        .map(|(&len, slots)| UnpaddedSequence {
+            len,
+            relative: slots
+                .filter(|_| key.is_some() || query.is_some())
+                .map(|index| Relative {
+                    key,
+                    query,
+                    table_rows,
+                    c2p_slot: &index.c2p_slot,
+                    p2c_slot: &index.p2c_slot,
+                    first_slot: index.first_slot,
+                    width: index.width,
+                }),
+        })
+        .collect();
+    let products = p.kernels.attention_products();
+    let dims = (p.heads, p.head_size);
+    attention_unpadded(
+        &sequences,
+        dims,
+        &buffers.qkv,
+        products,
+        &mut buffers.context,
+    )?;
     Ok(())
 }
 
@@ -218,5 +269,92 @@ mod tests {
                 .chunks_exact(len)
                 .all(|r| r[len - 37..] == [0.0; 37]));
         }
+    }
+
+    /// The position terms of a sequence with slot tables `index` (none without a table).
+    fn relative_of<'a>(
+        index: &'a RelativeSlots,
+        key: Option<&'a [f32]>,
+        query: Option<&'a [f32]>,
+        table_rows: usize,
+    ) -> Option<Relative<'a>> {
+        (key.is_some() || query.is_some()).then(|| Relative {
+            key,
+            query,
+            table_rows,
+            c2p_slot: &index.c2p_slot,
+            p2c_slot: &index.p2c_slot,
+            first_slot: index.first_slot,
+            width: index.width,
+        })
+    }
+
+    /// An unpadded batch (lengths 262, 1, 37, 100, each with its own slot tables) gives each
+    /// sequence exactly what a batch of that sequence alone gives, on both product paths and
+    /// with each position term on and off.
+    #[test]
+    fn unpadded_sequences_match_their_own_batches() {
+        let (heads, d) = (2, 8);
+        let all = heads * d;
+        let lens = [262usize, 1, 37, 100];
+        let tokens: usize = lens.iter().sum();
+        let slots: Vec<RelativeSlots> = lens
+            .iter()
+            .map(|&l| RelativeSlots::new(l, 32, 32, 128))
+            .collect();
+        let table_rows = 64;
+        let key_table = pseudo_random(heads * table_rows * d, 1);
+        let query_table = pseudo_random(heads * table_rows * d, 2);
+        let qkv = pseudo_random(tokens * 3 * all, 3);
+        let terms = [(true, true), (true, false), (false, true), (false, false)];
+        let paths = [
+            AttentionProducts::GemmCrate,
+            deberta_kernels::KernelPlan::detect().attention_products(),
+        ];
+        for ((c2p, p2c), products) in terms.into_iter().flat_map(|t| paths.map(|p| (t, p))) {
+            let (key, query) = (
+                c2p.then_some(&key_table[..]),
+                p2c.then_some(&query_table[..]),
+            );
+            let relative = |index| relative_of(index, key, query, table_rows);
+            let sequences: Vec<UnpaddedSequence> = lens
+                .iter()
+                .zip(&slots)
+                .map(|(&len, index)| UnpaddedSequence {
+                    len,
+                    relative: relative(index),
+                })
+                .collect();
+            let mut context = vec![f32::NAN; tokens * all];
+            attention_unpadded(&sequences, (heads, d), &qkv, products, &mut context).unwrap();
+            let mut row = 0;
+            for (&len, index) in lens.iter().zip(&slots) {
+                let mask = vec![0f32; len * len];
+                let inputs = Attention {
+                    dims: Dims {
+                        batch: 1,
+                        len,
+                        heads,
+                        head_size: d,
+                    },
+                    qkv: &qkv[row * 3 * all..(row + len) * 3 * all],
+                    mask: &mask,
+                    masked: &[false],
+                    relative: relative(index),
+                };
+                let mut want = vec![f32::NAN; len * all];
+                attention(&inputs, products, &mut want, None).unwrap();
+                let got = &context[row * all..(row + len) * all];
+                assert_eq!(got, &want[..], "len {len}, c2p {c2p}, p2c {p2c}");
+                row += len;
+            }
+        }
+        let bad = [UnpaddedSequence {
+            len: 3,
+            relative: None,
+        }];
+        let mut short = vec![0f32; 2 * all];
+        let products = AttentionProducts::GemmCrate;
+        assert!(attention_unpadded(&bad, (heads, d), &qkv, products, &mut short).is_err());
     }
 }

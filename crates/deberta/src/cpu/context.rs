@@ -16,3 +16,12 @@ pub struct AttentionContext<'a> {
     /// Per sequence, whether its bias block masks anything (the all-zero ones are not read).
     pub masked: Vec<bool>,
 }
+
+/// The shared per-forward inputs of the fused layers on an unpadded batch: sequences
+/// concatenated row by row, each attending at its own length.
+pub struct UnpaddedContext<'a> {
+    /// Each sequence's length, in row order.
+    pub lens: &'a [usize],
+    /// Each sequence's relative slots for its length (present when relative attention is on).
+    pub slots: Vec<Option<&'a RelativeSlots>>,
+}

@@ -10,8 +10,8 @@ use candle_nn::{LayerNorm, Linear};
 use deberta_kernels::rows::{self, Act, Epilogue, Norm};
 use deberta_kernels::{linear_f32, KernelPlan, LinearScratch, PreparedLinear};
 
-use super::attention::attend;
-use super::context::AttentionContext;
+use super::attention::{attend, attend_unpadded};
+use super::context::{AttentionContext, UnpaddedContext};
 use super::View;
 use crate::activation::Activation;
 use crate::{Error, Result};
@@ -152,22 +152,50 @@ pub fn forward(
     let (batch, len, width) = hidden.dims3()?;
     let hidden = hidden.contiguous()?;
     let x_view = View::new(&hidden, "hidden states")?;
-    let x = x_view.slice()?;
-    let tokens = batch * len;
-
-    project_qkv(p, x, tokens, buffers)?;
     let mut probs = want_probs.then(|| vec![0f32; batch * p.heads * len * len]);
-    resize(&mut buffers.context, tokens * p.heads * p.head_size);
-    attend(p, ctx, (batch, len), buffers, probs.as_deref_mut())?;
-    attention_output(p, x, buffers)?;
-    intermediate(p, tokens, buffers)?;
-    let out = output(p, tokens * width, buffers)?;
-
+    let out = rows_forward(p, x_view.slice()?, batch * len, buffers, |buffers| {
+        attend(p, ctx, (batch, len), buffers, probs.as_deref_mut())
+    })?;
     let out = Tensor::from_vec(out, (batch, len, width), &Device::Cpu)?;
     let probs = probs
         .map(|v| Tensor::from_vec(v, (batch, p.heads, len, len), &Device::Cpu))
         .transpose()?;
     Ok((out, probs))
+}
+
+/// An unpadded batch: `hidden [T, hidden]` (sequences of `ctx.lens` concatenated row by row)
+/// -> `[T, hidden]`. The linear layers run over all `T` rows at once, attention per sequence
+/// at its own length.
+pub fn forward_unpadded(
+    p: &LayerParams,
+    hidden: &Tensor,
+    ctx: &UnpaddedContext,
+    buffers: &mut LayerBuffers,
+) -> Result<Tensor> {
+    let (tokens, width) = hidden.dims2()?;
+    let hidden = hidden.contiguous()?;
+    let x_view = View::new(&hidden, "hidden states")?;
+    let out = rows_forward(p, x_view.slice()?, tokens, buffers, |buffers| {
+        attend_unpadded(p, ctx, buffers)
+    })?;
+    Ok(Tensor::from_vec(out, (tokens, width), &Device::Cpu)?)
+}
+
+/// The layer on `tokens` rows `x [tokens, hidden]`, with `attend` filling `buffers.context`
+/// from `buffers.qkv`; returns the output rows.
+fn rows_forward(
+    p: &LayerParams,
+    x: &[f32],
+    tokens: usize,
+    buffers: &mut LayerBuffers,
+    attend: impl FnOnce(&mut LayerBuffers) -> Result<()>,
+) -> Result<Vec<f32>> {
+    project_qkv(p, x, tokens, buffers)?;
+    resize(&mut buffers.context, tokens * p.heads * p.head_size);
+    attend(buffers)?;
+    attention_output(p, x, buffers)?;
+    intermediate(p, tokens, buffers)?;
+    output(p, x.len(), buffers)
 }
 
 /// `buffers.qkv [tokens, 3*H*d]`: the fused Q/K/V projection of `x` with the Q/K/V biases,

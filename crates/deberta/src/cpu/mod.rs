@@ -31,8 +31,11 @@ mod attention;
 mod context;
 mod layer;
 
-pub use context::AttentionContext;
-pub use layer::{forward as layer_forward, LayerBuffers, LayerParams, PreparedLayer};
+pub use context::{AttentionContext, UnpaddedContext};
+pub use layer::{
+    forward as layer_forward, forward_unpadded as layer_forward_unpadded, LayerBuffers,
+    LayerParams, PreparedLayer,
+};
 
 use candle_core::{Storage, Tensor, WithDType};
 

@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use crate::activation::Activation;
 use crate::config::DebertaV2Config;
 use crate::heads::{per_token_loss, TaskOutput};
-use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput, Sequence};
 use crate::nn::{layer_norm_or_init, linear_or_init, LayerNorm, Linear};
 use crate::params::Param;
 use crate::weights::{Init, Weights};
@@ -152,6 +152,18 @@ impl DebertaV2ForMaskedLM {
             .map(|labels| per_token_loss(&logits, labels, input))
             .transpose()?;
         Ok(TaskOutput::logits(logits, loss, out))
+    }
+
+    /// An unpadded batch ([`DebertaV2Model::forward_packed`]): `logits [1, len, vocab]` per
+    /// sequence, the prediction head run over all tokens at once.
+    pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
+        let out = self.deberta.forward_packed(sequences)?;
+        let logits = self.logits(&out.hidden)?; // [T, vocab]
+        Ok(out
+            .split(&logits)?
+            .into_iter()
+            .map(TaskOutput::of_logits)
+            .collect())
     }
 
     /// The prediction head: `hidden [..., H]` -> `[..., vocab]`.

@@ -7,6 +7,7 @@ pub mod multiple_choice;
 pub mod pooler;
 pub mod question_answering;
 pub mod sequence_classification;
+mod sequences;
 pub mod token_classification;
 
 use std::path::Path;

@@ -7,9 +7,10 @@ use candle_core::Tensor;
 
 use crate::config::DebertaV2Config;
 use crate::heads::pooler::PooledClassifier;
+use crate::heads::sequences::per_sequence_rows;
 use crate::heads::TaskOutput;
 use crate::loss::{cross_entropy, label_ids, IGNORE_INDEX};
-use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput, Sequence};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -71,6 +72,18 @@ impl DebertaV2ForMultipleChoice {
             None => None,
         };
         Ok(TaskOutput::logits(logits, loss, out))
+    }
+}
+
+impl DebertaV2ForMultipleChoice {
+    /// An unpadded batch ([`DebertaV2Model::forward_packed`]), each sequence one choice:
+    /// its score `logits [1, 1]` from its first token (group them into questions yourself).
+    pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
+        let out = self.deberta.forward_packed(sequences)?;
+        let logits = self
+            .head
+            .forward(&out.first_tokens()?, self.deberta.mode())?; // [N, 1]
+        per_sequence_rows(&logits)
     }
 }
 

@@ -7,7 +7,7 @@ use candle_core::{IndexOp, Tensor};
 use crate::config::DebertaV2Config;
 use crate::heads::{model_input_dims, TaskOutput};
 use crate::loss::{cross_entropy, label_ids};
-use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput, Sequence};
 use crate::nn::{linear_or_init, Linear};
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -78,6 +78,26 @@ impl DebertaV2ForQuestionAnswering {
             attentions: out.attentions,
             last_hidden_state: None,
         })
+    }
+}
+
+impl DebertaV2ForQuestionAnswering {
+    /// An unpadded batch ([`DebertaV2Model::forward_packed`]): `start_logits`, `end_logits`
+    /// `[1, len]` per sequence.
+    pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
+        let out = self.deberta.forward_packed(sequences)?;
+        let logits = self.qa_outputs.forward(&out.hidden, self.deberta.mode())?; // [T, 2]
+        let start = out.split(&logits.i((.., 0))?.contiguous()?)?;
+        let end = out.split(&logits.i((.., 1))?.contiguous()?)?;
+        Ok(start
+            .into_iter()
+            .zip(end)
+            .map(|(s, e)| TaskOutput {
+                start_logits: Some(s),
+                end_logits: Some(e),
+                ..Default::default()
+            })
+            .collect())
     }
 }
 

@@ -6,11 +6,12 @@ use candle_core::Tensor;
 
 use crate::config::{DebertaV2Config, ProblemType};
 use crate::heads::pooler::PooledClassifier;
+use crate::heads::sequences::per_sequence_rows;
 use crate::heads::TaskOutput;
 use crate::loss::{
     bce_with_logits, cross_entropy, label_ids, mse, soft_cross_entropy, IGNORE_INDEX,
 };
-use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput, Sequence};
 use crate::Result;
 
 pub struct DebertaV2ForSequenceClassification {
@@ -57,6 +58,16 @@ impl DebertaV2ForSequenceClassification {
             logits = logits.flatten_all()?;
         }
         Ok(TaskOutput::logits(logits, loss, out))
+    }
+
+    /// An unpadded batch ([`DebertaV2Model::forward_packed`]): `logits [1, num_labels]` per
+    /// sequence, from its first token.
+    pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
+        let out = self.deberta.forward_packed(sequences)?;
+        let logits = self
+            .head
+            .forward(&out.first_tokens()?, self.deberta.mode())?; // [N, C]
+        per_sequence_rows(&logits)
     }
 
     fn loss(&self, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {

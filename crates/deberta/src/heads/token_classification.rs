@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::config::DebertaV2Config;
 use crate::heads::{per_token_loss, TaskOutput};
-use crate::model::{DebertaV2Model, ForwardOptions, ModelInput};
+use crate::model::{DebertaV2Model, ForwardOptions, ModelInput, Sequence};
 use crate::nn::{linear_or_init, Linear};
 use crate::weights::Weights;
 use crate::Result;
@@ -57,5 +57,19 @@ impl DebertaV2ForTokenClassification {
             .map(|labels| per_token_loss(&logits, labels, input))
             .transpose()?;
         Ok(TaskOutput::logits(logits, loss, out))
+    }
+
+    /// An unpadded batch ([`DebertaV2Model::forward_packed`]): `logits [1, len, num_labels]`
+    /// per sequence, the classifier run over all tokens at once.
+    pub fn forward_sequences(&self, sequences: &[Sequence]) -> Result<Vec<TaskOutput>> {
+        let out = self.deberta.forward_packed(sequences)?;
+        let mode = self.deberta.mode();
+        let dropped = mode.dropout(&out.hidden, self.dropout)?;
+        let logits = self.classifier.forward(&dropped, mode)?; // [T, C]
+        Ok(out
+            .split(&logits)?
+            .into_iter()
+            .map(TaskOutput::of_logits)
+            .collect())
     }
 }

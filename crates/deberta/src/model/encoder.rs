@@ -4,6 +4,8 @@
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L559>
 
+use std::collections::BTreeMap;
+
 use candle_core::{DType, Tensor};
 
 use crate::config::DebertaV2Config;
@@ -219,6 +221,45 @@ impl DebertaV2Encoder {
         Ok(())
     }
 
+    /// An unpadded batch on the fused CPU path: `embeddings [T, H]` holds sequences of `lens`
+    /// concatenated row by row; returns the last layer's output `[T, H]`. The linear layers
+    /// run over all `T` rows, attention and the conv layer per sequence at its own length.
+    /// An error on the candle path (the caller pads there).
+    pub fn forward_unpadded(
+        &self,
+        embeddings: &Tensor,
+        lens: &[usize],
+        plan: &ExecutionPlan,
+    ) -> Result<Tensor> {
+        let Backend::CpuFused(kernels) = plan.backend() else {
+            return Err(crate::Error::internal(
+                "unpadded batches run on the fused CPU path only",
+            ));
+        };
+        let fused = self
+            .fused
+            .get_or_build(self.version.get(), || self.build_fused(plan, &kernels))?;
+        // One slot table per distinct length, shared by its sequences.
+        let tables: BTreeMap<usize, RelativeSlots> = match &self.relative {
+            Some(r) => lens.iter().map(|&len| (len, r.slots(len))).collect(),
+            None => BTreeMap::new(),
+        };
+        let ctx = cpu::UnpaddedContext {
+            lens,
+            slots: lens.iter().map(|len| tables.get(len)).collect(),
+        };
+        let mut hidden = embeddings.clone();
+        let mut buffers = LayerBuffers::default();
+        for (i, layer) in fused.layers.iter().enumerate() {
+            let out = cpu::layer_forward_unpadded(&layer.params(), &hidden, &ctx, &mut buffers)?;
+            hidden = match (i, &self.conv) {
+                (0, Some(conv)) => conv_unpadded(conv, embeddings, &out, lens)?,
+                _ => out,
+            };
+        }
+        Ok(hidden)
+    }
+
     /// Records a layer's output (after the conv layer for the first one) and returns it.
     #[allow(clippy::too_many_arguments)]
     fn after_layer(
@@ -240,6 +281,29 @@ impl DebertaV2Encoder {
         out.layers.push(layer_out.clone());
         Ok(layer_out)
     }
+}
+
+/// The conv layer after the first layer of an unpadded batch, per sequence (its convolution
+/// must not reach into the neighbouring sequences): `embeddings`, `layer_out` `[T, H]` ->
+/// `[T, H]`.
+fn conv_unpadded(
+    conv: &ConvLayer,
+    embeddings: &Tensor,
+    layer_out: &Tensor,
+    lens: &[usize],
+) -> Result<Tensor> {
+    let eval = RunMode::eval();
+    let mut parts = Vec::with_capacity(lens.len());
+    let mut row = 0;
+    for &len in lens {
+        // [T, H] -> [1, len, H]
+        let e = embeddings.narrow(0, row, len)?.unsqueeze(0)?;
+        let r = layer_out.narrow(0, row, len)?.unsqueeze(0)?;
+        let mask = Tensor::ones((1, len), embeddings.dtype(), embeddings.device())?;
+        parts.push(conv.forward(&e, &r, &mask, &eval)?.squeeze(0)?);
+        row += len;
+    }
+    Ok(Tensor::cat(&parts, 0)?)
 }
 
 /// `[B, 1, L, L]` u8 mask -> `[1, B, L, L]` bias in `dtype`: 0 where allowed, the dtype's

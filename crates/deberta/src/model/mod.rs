@@ -10,6 +10,7 @@ pub mod encoder;
 mod fused;
 pub mod input;
 pub mod layer;
+pub mod unpadded;
 
 pub use crate::relative_position;
 
@@ -25,6 +26,7 @@ pub use deberta_kernels::LinearFormat;
 use embeddings::DebertaV2Embeddings;
 use encoder::{DebertaV2Encoder, EncoderInput};
 pub use input::ModelInput;
+pub use unpadded::{PackedOutput, Sequence};
 
 /// Which optional outputs a forward pass returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
