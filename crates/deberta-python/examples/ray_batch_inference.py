@@ -24,6 +24,7 @@ the rows per ``map_batches`` call; the pipeline sorts each batch by length and r
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Dict, Optional
 
@@ -69,8 +70,12 @@ def run(model: str, input_path: str, output_path: str, actors: int = 2, threads:
         else:
             # A local cluster: the actors' CPUs plus one slot for the read and write tasks
             # (light I/O), so they never wait behind the actors.
+            # Workers import DebertaPredictor from this file when it was imported as a module
+            # (run as a script, Ray ships the class by value).
+            here = os.path.dirname(os.path.abspath(__file__))
+            path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=actors * threads + 1, include_dashboard=False,
-                     log_to_driver=False)
+                     log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     t0 = time.perf_counter()
