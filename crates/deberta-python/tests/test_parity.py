@@ -176,7 +176,7 @@ CLI_JOBS = [
      "zero-shot-classification", {}, []),
     ("ner", TASKS / "ner",
      [{"text": "Angela Merkel visited Siemens in Munich."}, {"text": "Tokyo and Paris are cities."}],
-     "token-classification", {"aggregation_strategy": "simple"}, ["--aggregation-strategy", "simple"]),
+     "token-classification", {"aggregation_strategy": "simple"}, ["--aggregation", "simple"]),
     ("qa", TASKS / "qa",
      [{"question": "Who designed the tower?", "context": "Gustave Eiffel's company designed the tower in 1887."}],
      "question-answering", {"top_k": 2}, ["--top-k", "2"]),

@@ -53,11 +53,11 @@ def test_pipeline_threads_run_in_parallel():
     pipes = [pipeline("text-classification", model=str(SENTIMENT), threads=1, batch_size=16) for _ in range(2)]
     pipes[0](TEXTS[:4])  # warm up
     pipes[1](TEXTS[:4])
-    ratio = _best_ratio(lambda i: pipes[i](TEXTS))
+    ratio = _best_ratio(lambda i: pipes[i](TEXTS * 4))
     if ratio >= 0.85:
         # Two processes of pure Python: can this machine run two things at once right now?
         free = _two_processes_ratio()
-        if free >= 0.85:
+        if free >= 0.75:
             pytest.skip(f"machine busy: two processes also take {free:.2f} of their sequential time "
                         f"(two threads: {ratio:.2f}); the GIL checks above still ran")
     assert ratio < 0.85, f"two threads took {ratio:.2f} of the sequential time"
@@ -70,7 +70,7 @@ def _spin_work(n):
     return x
 
 
-def _two_processes_ratio(n=3_000_000):
+def _two_processes_ratio(n=15_000_000):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
