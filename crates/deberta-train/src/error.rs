@@ -17,6 +17,9 @@ pub enum Error {
     /// A data file that cannot be used at all (no usable line, a missing field in every line).
     #[error("{path}: {message}")]
     Data { path: String, message: String },
+    /// A plot that could not be drawn or written (names the file).
+    #[error("plot {0}")]
+    Plot(String),
     /// A bad option or combination of options.
     #[error("{0}")]
     Invalid(String),

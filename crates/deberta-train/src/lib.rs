@@ -6,7 +6,7 @@
 //! * [`Trainer`]: the loop over any [`BatchSource`] (a dataset, one fixed batch, your own):
 //!   gradient accumulation, global-norm clipping, [`AdamW`] at the [`Schedule`]'s learning
 //!   rate, evaluation, checkpoints (`OUT/checkpoint-N`) and [`Trainer::resume`], logging to
-//!   `log.jsonl` / `metrics.jsonl`, and [`curves`] (`curves.svg`) at the end.
+//!   `log.jsonl` / `metrics.jsonl`, and [`plot::curves`] (`curves.png` and `curves.svg`) at the end.
 //! * [`gradients`]: one training-mode forward and backward pass, gradients by transformers
 //!   name (what `deberta grad` writes).
 //! * [`data`]: the JSON-lines formats of every head, prepared as transformers' example scripts
@@ -49,7 +49,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod batches;
-pub mod curves;
 pub mod data;
 pub mod error;
 pub mod evaluate;
@@ -61,6 +60,7 @@ pub mod metrics;
 pub mod model_load;
 pub mod optim;
 pub mod options;
+pub mod plot;
 pub mod rng;
 pub mod schedule;
 pub mod state;

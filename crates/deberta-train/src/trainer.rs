@@ -169,7 +169,7 @@ impl Trainer {
         eval = self.evaluate(&mut log)?.or(eval);
         let output = self.output.clone();
         self.save(&output)?;
-        if let Err(e) = crate::curves::write_curves(&output) {
+        if let Err(e) = crate::plot::curves::write_curves(&output) {
             tracing::warn!("could not draw the curves: {e}");
         }
         Ok(TrainSummary {
