@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 KEEP = ["config.json", "spm.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-        "added_tokens.json", "log.jsonl", "metrics.jsonl"]
+        "added_tokens.json", "log.jsonl", "metrics.jsonl", "curves.png", "curves.svg"]
 
 
 def main():

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Train our own DeBERTa-v3-style sentencepiece tokenizer on the prose of fetch_prose.py.
+"""Train our own DeBERTa-v3-style sentencepiece tokenizer on the pretraining text of mix_pretrain.py.
 
     ~/deberta-ref/venv457/bin/python scripts/data/train_tokenizer.py
         # -> models/deberta-v3-tiny-tokenizer/
 
 Needs the pinned tokenizer reference environment (the same as scripts/gen_tokenizer_fixtures.py):
-transformers==4.57.6 sentencepiece==0.2.3 tokenizers==0.22.2 protobuf, and data/prose/train.txt.
+transformers==4.57.6 sentencepiece==0.2.3 tokenizers==0.22.2 protobuf, and data/pretrain/tokenizer.txt (mix_pretrain.py: the prose and the review sentences
+of the sentiment training split).
 
 The trainer settings copy DeBERTa-v3's spm.model (its trainer_spec, read with the sentencepiece
 protobuf) where they make sense at this size: unigram, byte fallback, nmt_nfkc normalisation
@@ -81,7 +82,7 @@ def sha256(path):
 def main():
     root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--input", default="data/prose/train.txt", help="relative to the repository root")
+    ap.add_argument("--input", default="data/pretrain/tokenizer.txt", help="relative to the repository root")
     ap.add_argument("--out", default=os.path.join(root, "models", "deberta-v3-tiny-tokenizer"))
     args = ap.parse_args()
     versions = {"transformers": transformers.__version__, "sentencepiece": spm.__version__,
@@ -94,7 +95,7 @@ def main():
     # `model_prefix` in its trainer_spec.
     os.chdir(root)
     if not os.path.exists(args.input):
-        sys.exit(f"{args.input} is missing: run scripts/data/fetch_prose.py first")
+        sys.exit(f"{args.input} is missing: run scripts/data/mix_pretrain.py first")
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(os.path.relpath(tmp, root), "spm")
         spm.SentencePieceTrainer.train(input=args.input, model_prefix=prefix, **SPM_SETTINGS)
