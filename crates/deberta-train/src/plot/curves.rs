@@ -169,6 +169,7 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FAMILY, 18))
         .margin(10)
+        .margin_right(28) // room for the last step's label
         .x_label_area_size(34)
         .y_label_area_size(64)
         .build_cartesian_2d(xs, y_range(panel))?;
