@@ -51,6 +51,9 @@ def deberta_env(system):
     return env
 
 
+# (their system, our system of the same dtype): the ratio columns.
+PAIRS = (("torch", "deberta"), ("ort", "deberta"), ("ort-int8", "deberta-int8"))
+
 # The linear-layer kernel each deberta system reported (`deberta bench`'s `linear_kernel`).
 KERNELS = {}
 
@@ -287,9 +290,9 @@ def compare_workload(name, mixed, batch, iters, rounds, threads, systems):
              "its longest, as torch and ORT run it; deberta runs each batch unpadded). Median over "
              f"{rounds} rounds of the total time; ratio = their time / ours (same dtype).", "",
              "| system | total ms | real tokens/s | peak RSS MiB | ratio |", "|---|---|---|---|---|"]
-    ours = {"f32": "deberta", "int8": "deberta-int8", "bf16": "deberta-bf16"}
+    ours_of = {other: ours for other, ours in PAIRS}
     for s in systems:
-        ref = ours["int8" if s == "ort-int8" else "f32"] if not s.startswith("deberta") else None
+        ref = ours_of.get(s)
         ratio = f"{total[s] / total[ref]:.2f}x" if ref in total else "-"
         lines.append(f"| {s} | {total[s]:.0f} | {real / total[s] * 1e3:.0f} | {rss[s]:.0f} | {ratio} |")
     return "\n".join(lines + [""])
@@ -299,11 +302,10 @@ def table(name, rows, acc, systems):
     lines = [f"### v3-{name}", "", "median ms per batch (tokens/s); ratio = their time / ours", "",
              "| shape | " + " | ".join(systems) + " | f32 vs torch | f32 vs ort | int8 vs ort-int8 |",
              "|---" * (len(systems) + 4) + "|"]
-    pairs = (("torch", "deberta"), ("ort", "deberta"), ("ort-int8", "deberta-int8"))
     for r in rows:
         m = r["median_ms"]
         cells = [f"{m[s]:.1f} ({r['tokens'] / m[s] * 1e3:.0f})" for s in systems]
-        ratios = [f"{m[o] / m[d]:.2f}x" if o in m and d in m else "-" for o, d in pairs]
+        ratios = [f"{m[o] / m[d]:.2f}x" if o in m and d in m else "-" for o, d in PAIRS]
         lines.append(f"| {r['shape']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines += ["", "peak RSS MiB (each process's own VmHWM): " + "; ".join(
         f"{r['shape']}: " + ", ".join(f"{s} {r['peak_rss_mib'][s]:.0f}" for s in systems) for r in rows),
