@@ -13,6 +13,10 @@ use crate::{Error, Result};
 
 const WIDTH: u32 = 900;
 const PANEL_HEIGHT: u32 = 240;
+/// The most panels a run's picture has (loss, learning rate and 30 evaluation metrics).
+const MAX_PANELS: usize = 32;
+/// The largest `log.jsonl` / `metrics.jsonl` read (a million steps is about 300 MB).
+const MAX_LOG_BYTES: u64 = 1 << 30;
 
 /// One plotted line.
 struct Series {
@@ -42,11 +46,28 @@ pub fn write_curves(dir: &Path) -> Result<()> {
             dir.join("log.jsonl").display()
         )));
     }
+    if curves.0.len() > MAX_PANELS {
+        // Each panel is PANEL_HEIGHT rows of the bitmap: a metrics file with thousands of
+        // names would otherwise ask for gigabytes.
+        return Err(Error::Plot(format!(
+            "{}: {} evaluation metrics to plot, at most {} are drawn",
+            dir.join("metrics.jsonl").display(),
+            curves.0.len() - 2,
+            MAX_PANELS - 2
+        )));
+    }
     let height = PANEL_HEIGHT * curves.0.len() as u32;
     write_png_and_svg(&dir.join("curves"), (WIDTH, height), &curves)
 }
 
 fn read_lines(path: &Path) -> Result<Vec<Value>> {
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size > MAX_LOG_BYTES {
+        return Err(Error::Plot(format!(
+            "{}: {size} bytes, more than the {MAX_LOG_BYTES} a plot reads",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: e,
@@ -247,6 +268,28 @@ mod tests {
         );
         let svg = std::fs::read_to_string(dir.path().join("curves.svg")).unwrap();
         assert!(svg.contains("eval accuracy") && svg.contains("learning rate"));
+    }
+
+    #[test]
+    fn too_many_metrics_are_an_error_not_a_huge_bitmap() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("log.jsonl"),
+            "{\"step\": 1, \"loss\": 1.0}\n",
+        )
+        .unwrap();
+        let names: serde_json::Map<String, Value> = (0..1000)
+            .map(|i| (format!("m{i}"), serde_json::json!(0.5)))
+            .collect();
+        let mut line = Value::Object(names);
+        line["step"] = serde_json::json!(1);
+        std::fs::write(dir.path().join("metrics.jsonl"), format!("{line}\n")).unwrap();
+        let err = write_curves(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("metrics.jsonl") && err.contains("at most 30"),
+            "{err}"
+        );
+        assert!(!dir.path().join("curves.png").exists());
     }
 
     #[test]
