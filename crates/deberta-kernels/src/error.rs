@@ -22,6 +22,9 @@ pub enum Error {
     /// A linear-layer format name that is not one of [`crate::LinearFormat::NAMES`].
     #[error("unknown linear-layer format {0:?}; expected one of {names:?}", names = crate::LinearFormat::NAMES)]
     UnknownFormat(String),
+    /// An f32 kernel name that is not one of [`crate::tune::F32Kernel`]'s.
+    #[error("unknown f32 linear kernel {0:?}")]
+    UnknownKernel(String),
 }
 
 /// The kernels' result type.

@@ -8,7 +8,8 @@
 //! - disentangled attention, one task per (head, sequence) ([`attention`]).
 //!
 //! Which kernel runs is chosen once, from the CPU's features ([`CpuFeatures::detect`]) and the
-//! caller's settings, in a [`KernelPlan`]; preparing a linear layer's weights
+//! caller's settings, in a [`KernelPlan`], and may be refined per weight shape by measurement
+//! ([`tune`]); preparing a linear layer's weights
 //! ([`PreparedLinear`]) takes the plan. This crate reads no environment variable.
 //!
 //! Without the default `std` feature only [`avx512`] is built, on `core` alone, so that
@@ -47,6 +48,8 @@ mod simd;
 #[cfg(feature = "std")]
 #[doc(hidden)]
 pub mod test_util;
+#[cfg(feature = "std")]
+pub mod tune;
 
 #[cfg(feature = "std")]
 pub use error::{Error, Result};

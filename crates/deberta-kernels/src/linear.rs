@@ -10,7 +10,8 @@ use crate::int8::QuantLinear;
 use crate::plan::Packing;
 use crate::rows::{epilogue_pass, Epilogue};
 use crate::sgemm::PackedLinear;
-use crate::{check_weight, KernelPlan, Result};
+use crate::tune::F32Kernel;
+use crate::{check_weight, Error, KernelPlan, Result};
 
 /// An `nn.Linear` weight `[out_dim, in_dim]` prepared for a kernel.
 pub enum PreparedLinear {
@@ -51,6 +52,39 @@ impl PreparedLinear {
             Packing::Avx2 => Some(Self::Packed(PackedLinear::new(w, out_dim, in_dim)?)),
             Packing::None => None,
         })
+    }
+
+    /// Packs `w [out_dim, in_dim]` for the f32 kernel `packing` (one of [`Self::packed_f32`]'s
+    /// packed kernels, as a measured plan chose it: [`crate::tune`]). An error for
+    /// [`F32Kernel::GemmCrate`] (which reads the weight as it is) and where this CPU lacks the
+    /// kernel's instructions.
+    pub fn packed_f32_as(
+        plan: &KernelPlan,
+        packing: F32Kernel,
+        w: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+    ) -> Result<Self> {
+        match packing {
+            F32Kernel::Avx512 => Ok(Self::Avx512(Avx512Linear::new(
+                plan,
+                w,
+                out_dim,
+                in_dim,
+                Kind::F32,
+            )?)),
+            F32Kernel::Avx2 if crate::sgemm::available() => {
+                Ok(Self::Packed(PackedLinear::new(w, out_dim, in_dim)?))
+            }
+            F32Kernel::Avx2 => Err(Error::Unsupported {
+                kernel: "packed f32 linear",
+                needs: "AVX2 and FMA",
+            }),
+            F32Kernel::GemmCrate => Err(Error::shape(
+                "packed f32 linear",
+                "the gemm crate multiplies the weight unpacked",
+            )),
+        }
     }
 
     /// Whether [`Self::packed_f32`] packs under `plan` (the same answer for every weight).

@@ -39,12 +39,11 @@ const CHUNK_ROWS: usize = 48 * TILE_ROWS;
 /// Panels per task.
 const CHUNK_PANELS: usize = 4;
 
-/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA and without AVX-512
-/// ([`CpuFeatures::packed_avx2`]). On AVX-512 CPUs 512-bit kernels have twice this kernel's
-/// peak: the linear layers run on [`crate::avx512`]'s, the attention products on the `gemm`
-/// crate's (its `x86-v4` feature, chosen at run time).
+/// Whether this CPU runs the packed kernel: x86-64 with AVX2 + FMA. It is the default choice
+/// only without AVX-512 ([`CpuFeatures::packed_avx2`]), where 512-bit kernels have twice its
+/// peak; on AVX-512 CPUs a measured plan ([`crate::tune`]) may still pick it for a shape.
 pub fn available() -> bool {
-    CpuFeatures::detect().packed_avx2()
+    CpuFeatures::detect().avx2_fma
 }
 
 /// An `nn.Linear` weight `[out, in]` packed into 24-column panels, as f32 or as bf16
@@ -107,7 +106,7 @@ impl PackedLinear {
         if !available() {
             return Err(Error::Unsupported {
                 kernel: what,
-                needs: "AVX2 and FMA, without AVX-512",
+                needs: "AVX2 and FMA",
             });
         }
         check_epilogue(what, epilogue, self.out_dim)?;

@@ -1,0 +1,403 @@
+//! Kernel choice by measurement: the f32 linear-layer kernels a plan could run on this CPU
+//! ([`f32_candidates`]: the AVX-512 and AVX2 packed kernels, the `gemm` crate), timed on a
+//! weight shape at three row counts ([`CLASS_ROWS`]) within a deadline ([`time_f32`]), and
+//! the fastest chosen per shape and rows class ([`choose_f32`]).
+//!
+//! Which kernel wins is a property of the CPU, not of the instruction set: on one AVX-512 EPYC
+//! the 512-bit kernel was 2.2x the `gemm` crate at 128 rows and 0.93x at 4096, so
+//! "AVX-512 if present" lost at large batches. A layer keeps one packed copy (the packing
+//! chosen for its shape) and may still send some row counts to the `gemm` crate, which reads
+//! the f32 weight the model holds anyway.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::avx512_linear::Kind;
+use crate::rows::{Act, Epilogue};
+use crate::{linear_f32, Error, KernelPlan, LinearScratch, PreparedLinear, Result};
+
+/// Rows classes a choice is made for.
+pub const CLASSES: usize = 3;
+/// The row count each class is timed at: one short sequence's tokens or fewer, a few hundred,
+/// a batch.
+pub const CLASS_ROWS: [usize; CLASSES] = [16, 128, 512];
+/// Output columns timed at most: the kernels' time per column is flat well before this, and
+/// capping keeps a v3-base measurement near 0.5 s on 2 cores.
+pub const TIMED_COLUMNS: usize = 512;
+/// Timed repetitions per (kernel, class), after one untimed run; the minimum is kept (the
+/// least disturbed by other work on the machine).
+const REPEATS: usize = 3;
+/// How much faster (relative) a kernel must time than the preferred one to replace it: a
+/// measurement disturbed by other work should not move the choice off the default.
+pub const MARGIN: f64 = 0.05;
+
+/// The class of a multiplication of `rows` input rows (boundaries at the geometric means of
+/// [`CLASS_ROWS`], rounded).
+pub fn rows_class(rows: usize) -> usize {
+    match rows {
+        0..=45 => 0,
+        46..=256 => 1,
+        _ => 2,
+    }
+}
+
+/// An f32 linear-layer kernel a plan can choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum F32Kernel {
+    /// [`crate::avx512`]'s `vfmadd231ps` tiles on the AVX-512 packed copy.
+    Avx512,
+    /// [`crate::sgemm`]'s packed AVX2 + FMA kernel.
+    Avx2,
+    /// The `gemm` crate on the f32 weight as it is (no copy).
+    GemmCrate,
+}
+
+impl F32Kernel {
+    const ALL: [Self; 3] = [Self::Avx512, Self::Avx2, Self::GemmCrate];
+
+    /// A name for reports and the cache file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512f packed",
+            Self::Avx2 => "avx2-fma packed",
+            Self::GemmCrate => "gemm crate",
+        }
+    }
+
+    /// Whether the kernel needs a packed copy of the weight.
+    pub fn packs(self) -> bool {
+        self != Self::GemmCrate
+    }
+}
+
+impl fmt::Display for F32Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for F32Kernel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::UnknownKernel(s.to_string()))
+    }
+}
+
+/// The f32 kernels `plan` can run here, in order of preference on a tie: none to choose among
+/// (an empty list) when the plan does not pack (`gemm` crate only), runs the portable twins, or
+/// has a single candidate.
+pub fn f32_candidates(plan: &KernelPlan) -> Vec<F32Kernel> {
+    if !plan.packed || plan.avx512 == crate::Avx512Mode::Portable {
+        return Vec::new();
+    }
+    let mut kernels = Vec::with_capacity(3);
+    if plan.avx512 == crate::Avx512Mode::Auto && plan.avx512_hardware(Kind::F32) {
+        kernels.push(F32Kernel::Avx512);
+    }
+    if plan.features.avx2_fma && crate::sgemm::available() {
+        kernels.push(F32Kernel::Avx2);
+    }
+    if kernels.is_empty() {
+        return kernels;
+    }
+    kernels.push(F32Kernel::GemmCrate);
+    kernels
+}
+
+/// One kernel's time on one weight shape: nanoseconds per input row per output column at each
+/// class's row count (`None` where the deadline came first).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelTiming {
+    pub kernel: F32Kernel,
+    pub ns_per_row_column: [Option<f64>; CLASSES],
+}
+
+/// Times each of `kernels` on a random `[min(out_dim, TIMED_COLUMNS), in_dim]` weight with a
+/// bias, at each class's row count, stopping at `deadline` (the classes not reached are
+/// `None`). The kernels take turns within each class, so that other work on the machine
+/// disturbs them alike.
+pub fn time_f32(
+    plan: &KernelPlan,
+    kernels: &[F32Kernel],
+    (out_dim, in_dim): (usize, usize),
+    deadline: Instant,
+) -> Result<Vec<KernelTiming>> {
+    let columns = out_dim.min(TIMED_COLUMNS);
+    let weight = values(columns * in_dim, 0x7E57);
+    let bias = values(columns, 0xB1A5);
+    let input = values(CLASS_ROWS[CLASSES - 1] * in_dim, 0x1207);
+    let prepared = kernels
+        .iter()
+        .map(|&kernel| match kernel {
+            F32Kernel::GemmCrate => Ok(None),
+            packing => {
+                PreparedLinear::packed_f32_as(plan, packing, &weight, columns, in_dim).map(Some)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut scratch = LinearScratch::default();
+    let epilogue = Epilogue::BiasAct {
+        bias: &bias,
+        act: Act::Identity,
+    };
+    let mut out = Vec::new();
+    let mut timings: Vec<KernelTiming> = kernels
+        .iter()
+        .map(|&kernel| KernelTiming {
+            kernel,
+            ns_per_row_column: [None; CLASSES],
+        })
+        .collect();
+    for (class, &rows) in CLASS_ROWS.iter().enumerate() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let x = &input[..rows * in_dim];
+        out.resize(rows * columns, 0.0);
+        let mut run = |p: &Option<PreparedLinear>| match p {
+            Some(p) => p.forward(x, &mut out, Some(&epilogue), &mut scratch),
+            None => linear_f32(x, &weight, in_dim, &mut out, Some(&epilogue)),
+        };
+        let mut best = vec![Duration::MAX; kernels.len()];
+        for p in &prepared {
+            run(p)?;
+        }
+        for _ in 0..REPEATS {
+            for (p, best) in prepared.iter().zip(&mut best) {
+                let start = Instant::now();
+                run(p)?;
+                *best = (*best).min(start.elapsed());
+            }
+        }
+        for (t, best) in timings.iter_mut().zip(best) {
+            t.ns_per_row_column[class] = Some(best.as_nanos() as f64 / (rows * columns) as f64);
+        }
+    }
+    Ok(timings)
+}
+
+/// What one weight shape runs: the packed copy it gets (none: the `gemm` crate at every row
+/// count) and, per rows class, whether that copy multiplies (else the `gemm` crate does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct F32Choice {
+    pub packing: Option<F32Kernel>,
+    pub packed: [bool; CLASSES],
+}
+
+impl F32Choice {
+    /// Whether a multiplication of `rows` rows runs on the packed copy.
+    pub fn packed_at(&self, rows: usize) -> bool {
+        self.packing.is_some() && self.packed[rows_class(rows)]
+    }
+
+    /// The kernel that multiplies `rows` rows.
+    pub fn kernel_at(&self, rows: usize) -> F32Kernel {
+        match self.packing {
+            Some(p) if self.packed[rows_class(rows)] => p,
+            _ => F32Kernel::GemmCrate,
+        }
+    }
+}
+
+/// The fastest choice from the candidates' timings: for each packing, the classes' best times
+/// (that packing or the `gemm` crate, whichever is faster in the class) summed; the packing
+/// with the smallest sum, then per class the faster of it and the `gemm` crate. A kernel
+/// replaces a preferred one (earlier in the list; packed before the `gemm` crate) only when
+/// [`MARGIN`] faster. A class some candidate was not timed in keeps the packed kernel. `None`
+/// when no packed candidate was timed.
+pub fn choose_f32(timings: &[KernelTiming]) -> Option<F32Choice> {
+    let gemm = timings.iter().find(|t| t.kernel == F32Kernel::GemmCrate);
+    let class_choice = |packed: &KernelTiming, class: usize| -> (bool, f64) {
+        let p = packed.ns_per_row_column[class];
+        let g = gemm.and_then(|g| g.ns_per_row_column[class]);
+        match (p, g) {
+            (Some(p), Some(g)) if g < p * (1.0 - MARGIN) => (false, g),
+            (Some(p), _) => (true, p),
+            (None, _) => (true, f64::INFINITY),
+        }
+    };
+    timings
+        .iter()
+        .filter(|t| t.kernel.packs())
+        .map(|packed| {
+            let classes: [(bool, f64); CLASSES] =
+                std::array::from_fn(|class| class_choice(packed, class));
+            let total: f64 = classes.iter().map(|c| c.1).sum();
+            let choice = F32Choice {
+                packing: Some(packed.kernel),
+                packed: classes.map(|c| c.0),
+            };
+            (choice, total)
+        })
+        .fold(
+            None,
+            |best: Option<(F32Choice, f64)>, (choice, total)| match best {
+                Some((_, t)) if t * (1.0 - MARGIN) <= total => best,
+                _ => Some((choice, total)),
+            },
+        )
+        .map(|(mut choice, _)| {
+            if choice.packed.iter().all(|p| !p) {
+                choice.packing = None;
+            }
+            choice
+        })
+}
+
+/// Deterministic values in [-0.5, 0.5) (timing data; the values do not change the time).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{max_diff, pseudo_random};
+    use crate::{Avx512Mode, CpuFeatures};
+
+    fn timing(kernel: F32Kernel, ns: [Option<f64>; CLASSES]) -> KernelTiming {
+        KernelTiming {
+            kernel,
+            ns_per_row_column: ns,
+        }
+    }
+
+    #[test]
+    fn classes_split_at_the_geometric_means() {
+        assert_eq!(rows_class(1), 0);
+        assert_eq!(rows_class(45), 0);
+        assert_eq!(rows_class(46), 1);
+        assert_eq!(rows_class(128), 1);
+        assert_eq!(rows_class(256), 1);
+        assert_eq!(rows_class(257), 2);
+        assert_eq!(rows_class(4096), 2);
+        for (class, rows) in CLASS_ROWS.into_iter().enumerate() {
+            assert_eq!(rows_class(rows), class);
+        }
+    }
+
+    /// The AVX-512 case: the 512-bit kernel far ahead at small batches, the `gemm`
+    /// crate ahead at large ones; the AVX2 kernel between.
+    #[test]
+    fn the_choice_mixes_a_packing_with_the_gemm_crate_per_class() {
+        let timings = [
+            timing(F32Kernel::Avx512, [Some(0.10), Some(0.08), Some(0.09)]),
+            timing(F32Kernel::Avx2, [Some(0.14), Some(0.10), Some(0.085)]),
+            timing(F32Kernel::GemmCrate, [Some(0.25), Some(0.12), Some(0.08)]),
+        ];
+        let choice = choose_f32(&timings).unwrap();
+        assert_eq!(choice.packing, Some(F32Kernel::Avx512));
+        assert_eq!(choice.packed, [true, true, false]);
+        assert_eq!(choice.kernel_at(1), F32Kernel::Avx512);
+        assert_eq!(choice.kernel_at(4096), F32Kernel::GemmCrate);
+
+        // The AVX2 kernel wins where its sum is smaller.
+        let timings = [
+            timing(F32Kernel::Avx512, [Some(0.20), Some(0.20), Some(0.20)]),
+            timing(F32Kernel::Avx2, [Some(0.10), Some(0.10), Some(0.10)]),
+            timing(F32Kernel::GemmCrate, [Some(0.15), Some(0.15), Some(0.05)]),
+        ];
+        let choice = choose_f32(&timings).unwrap();
+        assert_eq!(choice.packing, Some(F32Kernel::Avx2));
+        assert_eq!(choice.packed, [true, true, false]);
+
+        // The `gemm` crate everywhere: no packed copy at all.
+        let timings = [
+            timing(F32Kernel::Avx2, [Some(0.3), Some(0.3), Some(0.3)]),
+            timing(F32Kernel::GemmCrate, [Some(0.1), Some(0.1), Some(0.1)]),
+        ];
+        let choice = choose_f32(&timings).unwrap();
+        assert_eq!(choice.packing, None);
+        assert!(!choice.packed_at(1) && !choice.packed_at(5000));
+    }
+
+    /// Classes past the deadline keep the preferred (first) packing.
+    #[test]
+    fn untimed_classes_keep_the_packed_kernel() {
+        let timings = [
+            timing(F32Kernel::Avx2, [Some(0.1), None, None]),
+            timing(F32Kernel::GemmCrate, [Some(0.2), None, None]),
+        ];
+        let choice = choose_f32(&timings).unwrap();
+        assert_eq!(choice.packing, Some(F32Kernel::Avx2));
+        assert_eq!(choice.packed, [true; CLASSES]);
+        assert_eq!(choose_f32(&timings[1..]), None);
+        assert_eq!(choose_f32(&[]), None);
+    }
+
+    #[test]
+    fn kernel_names_round_trip() {
+        for k in F32Kernel::ALL {
+            assert_eq!(k.name().parse::<F32Kernel>().unwrap(), k);
+        }
+        let err = "fast".parse::<F32Kernel>().unwrap_err().to_string();
+        assert!(err.contains("fast"), "{err}");
+    }
+
+    #[test]
+    fn candidates_follow_the_plan() {
+        let cpu = CpuFeatures::detect();
+        let plan = KernelPlan::new(cpu, Avx512Mode::Auto, true);
+        let got = f32_candidates(&plan);
+        if cpu.avx2_fma {
+            assert_eq!(got.last(), Some(&F32Kernel::GemmCrate));
+            assert_eq!(got.contains(&F32Kernel::Avx512), cpu.avx512f);
+        } else {
+            assert!(got.is_empty());
+        }
+        let off = KernelPlan::new(cpu, Avx512Mode::Off, true);
+        assert!(!f32_candidates(&off).contains(&F32Kernel::Avx512));
+        assert!(f32_candidates(&KernelPlan::new(cpu, Avx512Mode::Portable, true)).is_empty());
+        assert!(f32_candidates(&KernelPlan::new(cpu, Avx512Mode::Auto, false)).is_empty());
+        assert!(
+            f32_candidates(&KernelPlan::new(CpuFeatures::NONE, Avx512Mode::Auto, true)).is_empty()
+        );
+    }
+
+    /// Every candidate times every class (with a far deadline), and multiplies like the
+    /// `gemm` crate; a past deadline times nothing.
+    #[test]
+    fn every_candidate_is_timed_and_agrees() {
+        let plan = KernelPlan::detect();
+        let (out_dim, in_dim) = (40, 24);
+        let w = pseudo_random(out_dim * in_dim, 5);
+        let x = pseudo_random(7 * in_dim, 6);
+        let mut want = vec![0f32; 7 * out_dim];
+        linear_f32(&x, &w, in_dim, &mut want, None).unwrap();
+        let candidates = f32_candidates(&plan);
+        let far = Instant::now() + Duration::from_secs(60);
+        let timed = time_f32(&plan, &candidates, (out_dim, in_dim), far).unwrap();
+        let past = time_f32(&plan, &candidates, (out_dim, in_dim), Instant::now()).unwrap();
+        assert_eq!(timed.len(), candidates.len());
+        for ((kernel, t), past) in candidates.into_iter().zip(timed).zip(past) {
+            assert_eq!(t.kernel, kernel);
+            assert!(
+                t.ns_per_row_column
+                    .iter()
+                    .all(|v| v.is_some_and(|v| v > 0.0)),
+                "{t:?}"
+            );
+            assert_eq!(past.ns_per_row_column, [None; CLASSES]);
+            if kernel.packs() {
+                let p = PreparedLinear::packed_f32_as(&plan, kernel, &w, out_dim, in_dim).unwrap();
+                let mut got = vec![f32::NAN; want.len()];
+                p.forward(&x, &mut got, None, &mut LinearScratch::default())
+                    .unwrap();
+                let diff = max_diff(&got, &want);
+                println!("{kernel}: max |diff| {diff:.2e}");
+                assert!(diff < 1e-5, "{kernel}: {diff}");
+            }
+        }
+    }
+}
