@@ -40,6 +40,8 @@ pub mod weights;
 
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
+pub use cpu::{KernelTuning, ShapeTuning, CACHE_FILE as KERNEL_CACHE_FILE, TUNE_BUDGET};
+pub use deberta_kernels::tune::{f32_candidates, F32Choice, F32Kernel, KernelTiming};
 pub use dropout::DropoutRng;
 pub use error::{candle_message as error_message_of_candle, Error, Result};
 pub use heads::{
@@ -54,5 +56,6 @@ pub use model::{
 pub use params::{Param, Parameters};
 pub use plan::{
     Avx512Mode, Backend, ExecutionPlan, KernelOptions, KernelPlan, LoadOptions, PathChoice,
+    TuneMode,
 };
 pub use weights::{Checkpoint, LoadReport, WeightFormat, Weights};

@@ -175,6 +175,15 @@ impl<T> Derived<T> {
         Ok(value)
     }
 
+    /// The value built last, whatever its version (reports).
+    pub fn peek(&self) -> Result<Option<Arc<T>>> {
+        let slot = self
+            .slot
+            .lock()
+            .map_err(|_| Error::internal("a derived-weights cache lock was poisoned"))?;
+        Ok(slot.as_ref().map(|(_, value)| value.clone()))
+    }
+
     /// Installs a value built elsewhere for `version`.
     pub fn install(&self, version: u64, value: T) -> Result<()> {
         let mut slot = self

@@ -15,6 +15,7 @@ use std::fmt;
 
 use candle_core::{DType, Device};
 
+pub use crate::cpu::TuneMode;
 use crate::model::LinearFormat;
 use crate::{Error, Result};
 pub use deberta_kernels::{Avx512Mode, CpuFeatures, KernelPlan};
@@ -42,6 +43,8 @@ pub struct KernelOptions {
     pub packed: bool,
     /// How the encoder's linear layers are stored and multiplied.
     pub linear_format: LinearFormat,
+    /// Whether the fused path's f32 kernels are chosen by measurement (and cached).
+    pub tune: TuneMode,
 }
 
 impl Default for KernelOptions {
@@ -51,13 +54,15 @@ impl Default for KernelOptions {
             avx512: Avx512Mode::Auto,
             packed: true,
             linear_format: LinearFormat::F32,
+            tune: TuneMode::Cached,
         }
     }
 }
 
 impl KernelOptions {
-    /// Options from `DEBERTA_CPU_FAST=0` (candle path), `DEBERTA_CPU_AVX512=0|portable` and
-    /// `DEBERTA_CPU_PACKED=0`, read through `var` (the CLI passes `std::env::var`). Unknown
+    /// Options from `DEBERTA_CPU_FAST=0` (candle path), `DEBERTA_CPU_AVX512=0|portable`,
+    /// `DEBERTA_CPU_PACKED=0` and `DEBERTA_CPU_TUNE=0|fresh` (no measured kernel choice, or a
+    /// new measurement whatever the cache holds), read through `var` (the CLI passes `std::env::var`). Unknown
     /// values are errors naming the variable.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut opts = Self::default();
@@ -84,6 +89,14 @@ impl KernelOptions {
                 "0" => false,
                 "1" | "" => true,
                 _ => return Err(bad("DEBERTA_CPU_PACKED", &v, "0 or 1")),
+            };
+        }
+        if let Some(v) = var("DEBERTA_CPU_TUNE") {
+            opts.tune = match v.as_str() {
+                "0" => TuneMode::Off,
+                "1" | "" => TuneMode::Cached,
+                "fresh" => TuneMode::Fresh,
+                _ => return Err(bad("DEBERTA_CPU_TUNE", &v, "0, 1 or fresh")),
             };
         }
         Ok(opts)
@@ -195,6 +208,11 @@ impl ExecutionPlan {
         } else {
             self.inference
         }
+    }
+
+    /// Whether the fused path measures its f32 kernels.
+    pub fn tune_mode(&self) -> TuneMode {
+        self.options.tune
     }
 
     pub fn linear_format(&self) -> LinearFormat {
@@ -313,7 +331,19 @@ mod tests {
         assert_eq!(opts.path, PathChoice::Candle);
         assert_eq!(opts.avx512, Avx512Mode::Portable);
         assert!(opts.packed);
+        assert_eq!(opts.tune, TuneMode::Cached);
         let bad = KernelOptions::from_vars(|n| (n == "DEBERTA_CPU_PACKED").then(|| "x".into()));
         assert!(bad.unwrap_err().to_string().contains("DEBERTA_CPU_PACKED"));
+        for (value, want) in [
+            ("0", TuneMode::Off),
+            ("fresh", TuneMode::Fresh),
+            ("1", TuneMode::Cached),
+        ] {
+            let opts =
+                KernelOptions::from_vars(|n| (n == "DEBERTA_CPU_TUNE").then(|| value.into()));
+            assert_eq!(opts.unwrap().tune, want);
+        }
+        let bad = KernelOptions::from_vars(|n| (n == "DEBERTA_CPU_TUNE").then(|| "yes".into()));
+        assert!(bad.unwrap_err().to_string().contains("DEBERTA_CPU_TUNE"));
     }
 }

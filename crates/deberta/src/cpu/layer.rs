@@ -8,10 +8,12 @@
 use candle_core::{Device, Tensor};
 use candle_nn::{LayerNorm, Linear};
 use deberta_kernels::rows::{self, Act, Epilogue, Norm};
+use deberta_kernels::tune::F32Choice;
 use deberta_kernels::{linear_f32, KernelPlan, LinearScratch, PreparedLinear};
 
 use super::attention::{attend, attend_unpadded};
 use super::context::{AttentionContext, UnpaddedContext};
+use super::tuning::KernelTuning;
 use super::View;
 use crate::activation::Activation;
 use crate::{Error, Result};
@@ -46,12 +48,30 @@ pub struct LayerParams<'a> {
 }
 
 /// The four linear layers of a layer in a format the fast path multiplies faster
-/// ([`PreparedLinear`]: int8, bf16 or f32 packed for our kernels).
+/// ([`PreparedLinear`]: int8, bf16 or f32 packed for our kernels), with, for f32 under a
+/// measured plan, which row counts each packed copy multiplies ([`F32Choice`]).
 pub struct PreparedLayer {
-    qkv: PreparedLinear,
-    dense: PreparedLinear,
-    intermediate: PreparedLinear,
-    output: PreparedLinear,
+    qkv: PreparedSlot,
+    dense: PreparedSlot,
+    intermediate: PreparedSlot,
+    output: PreparedSlot,
+}
+
+/// One linear layer's prepared copy (none: the `gemm` crate on the f32 weight) and, under a
+/// measured f32 plan, the rows classes the copy multiplies (the others go to the `gemm` crate).
+struct PreparedSlot {
+    linear: Option<PreparedLinear>,
+    choice: Option<F32Choice>,
+}
+
+impl PreparedSlot {
+    /// The copy that multiplies `rows` rows, or `None` for the `gemm` crate.
+    fn for_rows(&self, rows: usize) -> Option<&PreparedLinear> {
+        match self.choice {
+            Some(choice) if !choice.packed_at(rows) => None,
+            _ => self.linear.as_ref(),
+        }
+    }
 }
 
 impl PreparedLayer {
@@ -59,24 +79,34 @@ impl PreparedLayer {
     /// plan's int8 kernel.
     pub fn int8(plan: &KernelPlan, linears: [&Linear; 4]) -> Result<Self> {
         Self::convert(linears, |w, out_dim, in_dim| {
-            PreparedLinear::int8(plan, w, out_dim, in_dim)
+            Ok(PreparedSlot {
+                linear: Some(PreparedLinear::int8(plan, w, out_dim, in_dim)?),
+                choice: None,
+            })
         })
     }
 
-    /// Packs the four f32 weights for the kernel the plan picks; `None` where it picks none
-    /// (the `gemm` crate then multiplies the f32 weights as they are).
-    pub fn packed_f32(plan: &KernelPlan, linears: [&Linear; 4]) -> Result<Option<Self>> {
+    /// Packs the four f32 weights for the kernel the plan picks, or, for a shape `tuning`
+    /// measured, for the kernel it chose (no copy where it chose the `gemm` crate at every
+    /// row count); `None` where nothing is packed (the `gemm` crate then multiplies the f32
+    /// weights as they are).
+    pub fn packed_f32(
+        plan: &KernelPlan,
+        linears: [&Linear; 4],
+        tuning: Option<&KernelTuning>,
+    ) -> Result<Option<Self>> {
         if !PreparedLinear::packs_f32(plan) {
             return Ok(None);
         }
         Self::convert(linears, |w, out_dim, in_dim| {
-            // `packs_f32` held, so every weight gets a packed copy.
-            PreparedLinear::packed_f32(plan, w, out_dim, in_dim)?.ok_or(
-                deberta_kernels::Error::Unsupported {
-                    kernel: "packed f32 linear",
-                    needs: "a plan that packs f32 weights",
-                },
-            )
+            let choice = tuning.and_then(|t| t.choice(out_dim, in_dim));
+            let linear = match choice {
+                Some(F32Choice { packing, .. }) => packing
+                    .map(|k| PreparedLinear::packed_f32_as(plan, k, w, out_dim, in_dim))
+                    .transpose()?,
+                None => PreparedLinear::packed_f32(plan, w, out_dim, in_dim)?,
+            };
+            Ok(PreparedSlot { linear, choice })
         })
         .map(Some)
     }
@@ -86,15 +116,18 @@ impl PreparedLayer {
     /// crate.
     pub fn bf16(plan: &KernelPlan, linears: [&Linear; 4]) -> Result<Self> {
         Self::convert(linears, |w, out_dim, in_dim| {
-            PreparedLinear::bf16(plan, w, out_dim, in_dim)
+            Ok(PreparedSlot {
+                linear: Some(PreparedLinear::bf16(plan, w, out_dim, in_dim)?),
+                choice: None,
+            })
         })
     }
 
     fn convert(
         [qkv, dense, intermediate, output]: [&Linear; 4],
-        convert: impl Fn(&[f32], usize, usize) -> deberta_kernels::Result<PreparedLinear>,
+        convert: impl Fn(&[f32], usize, usize) -> deberta_kernels::Result<PreparedSlot>,
     ) -> Result<Self> {
-        let one = |l: &Linear, name: &'static str| -> Result<PreparedLinear> {
+        let one = |l: &Linear, name: &'static str| -> Result<PreparedSlot> {
             let (out_dim, in_dim) = l.weight().dims2()?;
             let w = l.weight().contiguous()?;
             let view = View::new(&w, name)?;
@@ -299,23 +332,22 @@ fn row_activation(act: Activation) -> Option<Act> {
     }
 }
 
-/// `out = epilogue(x · wᵀ)` through the prepared copy when there is one, else the f32 weight
-/// through the `gemm` crate.
+/// `out = epilogue(x · wᵀ)` through the prepared copy where there is one for this many rows,
+/// else the f32 weight through the `gemm` crate.
 fn project(
     x: &[f32],
     linear: &LinearView,
-    prepared: Option<&PreparedLinear>,
+    prepared: Option<&PreparedSlot>,
     out: &mut [f32],
     epilogue: Option<&Epilogue>,
     scratch: &mut LinearScratch,
 ) -> Result<()> {
-    match prepared {
+    let weight = linear.weight.slice()?;
+    let out_dim = linear.bias.slice::<f32>()?.len().max(1);
+    let in_dim = weight.len() / out_dim;
+    match prepared.and_then(|slot| slot.for_rows(x.len() / in_dim.max(1))) {
         Some(prepared) => prepared.forward(x, out, epilogue, scratch)?,
-        None => {
-            let weight = linear.weight.slice()?;
-            let out_dim = linear.bias.slice::<f32>()?.len().max(1);
-            linear_f32(x, weight, weight.len() / out_dim, out, epilogue)?
-        }
+        None => linear_f32(x, weight, in_dim, out, epilogue)?,
     }
     Ok(())
 }

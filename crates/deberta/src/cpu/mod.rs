@@ -20,7 +20,9 @@
 //!
 //! The kernels live in the `deberta-kernels` crate, on slices; this module borrows candle's
 //! tensors as slices ([`View`]) and runs a layer's steps on them. Which kernels run is the
-//! model's `deberta_kernels::KernelPlan`, chosen once at load ([`crate::plan`]). This module
+//! model's `deberta_kernels::KernelPlan`, chosen once at load ([`crate::plan`]), refined for
+//! the f32 linear layers per weight shape and rows class by measurement ([`tuning`], cached per
+//! CPU). This module
 //! imports nothing from `crate::model`: the encoder (the dispatcher) builds its inputs.
 //!
 //! The candle path stays for other devices, dtypes and training; both are held to
@@ -30,12 +32,14 @@
 mod attention;
 mod context;
 mod layer;
+mod tuning;
 
 pub use context::{AttentionContext, UnpaddedContext};
 pub use layer::{
     forward as layer_forward, forward_unpadded as layer_forward_unpadded, LayerBuffers,
     LayerParams, PreparedLayer,
 };
+pub use tuning::{tune_f32, KernelTuning, ShapeTuning, TuneMode, CACHE_FILE, TUNE_BUDGET};
 
 use candle_core::{Storage, Tensor, WithDType};
 

@@ -237,6 +237,16 @@ impl TaskModel {
         self.backbone().plan()
     }
 
+    /// Builds the backbone's fused weights now; see [`DebertaV2Model::prepare`].
+    pub fn prepare(&self) -> Result<()> {
+        self.backbone().prepare()
+    }
+
+    /// The backbone's measured f32 kernel choice; see [`DebertaV2Model::kernel_tuning`].
+    pub fn kernel_tuning(&self) -> Result<Option<crate::KernelTuning>> {
+        self.backbone().kernel_tuning()
+    }
+
     /// Every parameter by transformers name (tied ones once). Changing one through
     /// [`Parameters::set`] changes what the forward pass computes and what
     /// [`Self::save_pretrained`] writes.

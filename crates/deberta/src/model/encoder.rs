@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor};
 
 use crate::config::DebertaV2Config;
-use crate::cpu::{self, LayerBuffers};
+use crate::cpu::{self, KernelTuning, LayerBuffers};
 use crate::dropout::RunMode;
 use crate::model::attention::AttentionContext;
 use crate::model::conv::ConvLayer;
@@ -130,7 +130,14 @@ impl DebertaV2Encoder {
             .as_ref()
             .map(|r| r.embeddings(&RunMode::eval()))
             .transpose()?;
+        let kernels = (kernels, plan.tune_mode());
         FusedEncoder::build(&self.layers, rel.as_ref(), plan.linear_format(), kernels)
+    }
+
+    /// The f32 kernels the fused path chose by measurement, once its weights are built (after
+    /// the first forward pass in f32); `None` before, on the candle path, or untuned.
+    pub fn kernel_tuning(&self) -> Result<Option<KernelTuning>> {
+        Ok(self.fused.peek()?.and_then(|f| f.tuning.clone()))
     }
 
     /// Runs the layers on `plan`'s backend. `embeddings`: `[B, L, H]`.

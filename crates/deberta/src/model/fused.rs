@@ -7,7 +7,7 @@
 use candle_core::Tensor;
 
 use crate::activation::Activation;
-use crate::cpu::{LayerParams, PreparedLayer};
+use crate::cpu::{tune_f32, KernelTuning, LayerParams, PreparedLayer, TuneMode};
 use crate::dropout::RunMode;
 use crate::model::layer::DebertaV2Layer;
 use crate::model::LinearFormat;
@@ -39,31 +39,44 @@ pub(crate) struct FusedLayer {
 /// Every layer's fused weights, for one parameter version and linear format.
 pub(crate) struct FusedEncoder {
     pub layers: Vec<FusedLayer>,
+    /// The f32 kernels chosen by measurement, where they were ([`TuneMode`]).
+    pub tuning: Option<KernelTuning>,
 }
 
 impl FusedEncoder {
     /// Derives every layer's weights; `rel` is the normalised relative table `[2S, hidden]`.
+    /// In f32, the kernels of the layers' weight shapes are measured first (per `tune`).
     pub fn build(
         layers: &[DebertaV2Layer],
         rel: Option<&Tensor>,
         format: LinearFormat,
-        kernels: &KernelPlan,
+        (kernels, tune): (&KernelPlan, TuneMode),
     ) -> Result<Self> {
-        let layers = layers
+        let mut layers = layers
             .iter()
-            .map(|layer| FusedLayer::build(layer, rel, format, kernels))
+            .map(|layer| FusedLayer::derive(layer, rel, kernels))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers })
+        let tuning = match format {
+            LinearFormat::F32 => {
+                let shapes = layers
+                    .iter()
+                    .flat_map(FusedLayer::linears)
+                    .map(|l| l.weight().dims2())
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                tune_f32(kernels, &shapes, tune)?
+            }
+            LinearFormat::Bf16 | LinearFormat::Int8 => None,
+        };
+        for layer in &mut layers {
+            layer.prepare(format, tuning.as_ref())?;
+        }
+        Ok(Self { layers, tuning })
     }
 }
 
 impl FusedLayer {
-    fn build(
-        layer: &DebertaV2Layer,
-        rel: Option<&Tensor>,
-        format: LinearFormat,
-        kernels: &KernelPlan,
-    ) -> Result<Self> {
+    /// The layer's fused weights, its linear layers not yet prepared ([`Self::prepare`]).
+    fn derive(layer: &DebertaV2Layer, rel: Option<&Tensor>, kernels: &KernelPlan) -> Result<Self> {
         let parts = layer.parts();
         let attention = parts.attention.parts();
         let self_attention = attention.self_attention;
@@ -71,38 +84,43 @@ impl FusedLayer {
         let positions = rel
             .map(|rel| self_attention.project_positions(rel, &RunMode::eval()))
             .transpose()?;
-        let qkv = stack(&[sa.query, sa.key, sa.value])?;
-        let (dense, intermediate, output) = (
-            attention.dense.to_candle(),
-            parts.intermediate.to_candle(),
-            parts.output.to_candle(),
-        );
-        let linears = [&qkv, &dense, &intermediate, &output];
-        let prepared = match format {
-            LinearFormat::F32 => PreparedLayer::packed_f32(kernels, linears)?,
-            LinearFormat::Bf16 => Some(PreparedLayer::bf16(kernels, linears)?),
-            LinearFormat::Int8 => Some(PreparedLayer::int8(kernels, linears)?),
-        };
         let (pos_key, pos_query) = match positions {
             Some(p) => (p.key, p.query),
             None => (None, None),
         };
         Ok(Self {
-            qkv,
+            qkv: stack(&[sa.query, sa.key, sa.value])?,
             pos_key,
             pos_query,
             heads: sa.heads,
             head_size: sa.head_size,
             scale: sa.scale,
-            dense,
+            dense: attention.dense.to_candle(),
             attention_norm: attention.layer_norm.to_candle(),
-            intermediate,
+            intermediate: parts.intermediate.to_candle(),
             act: parts.act,
-            output,
+            output: parts.output.to_candle(),
             output_norm: parts.output_norm.to_candle(),
-            prepared,
+            prepared: None,
             kernels: *kernels,
         })
+    }
+
+    /// The four linear layers, in the order [`PreparedLayer`] takes them.
+    fn linears(&self) -> [&candle_nn::Linear; 4] {
+        [&self.qkv, &self.dense, &self.intermediate, &self.output]
+    }
+
+    /// Prepares the linear layers in `format` (f32: packed per the plan, or per `tuning`).
+    fn prepare(&mut self, format: LinearFormat, tuning: Option<&KernelTuning>) -> Result<()> {
+        let (kernels, linears) = (&self.kernels, self.linears());
+        let prepared = match format {
+            LinearFormat::F32 => PreparedLayer::packed_f32(kernels, linears, tuning)?,
+            LinearFormat::Bf16 => Some(PreparedLayer::bf16(kernels, linears)?),
+            LinearFormat::Int8 => Some(PreparedLayer::int8(kernels, linears)?),
+        };
+        self.prepared = prepared;
+        Ok(())
     }
 
     /// The borrowed view `cpu::layer_forward` runs.

@@ -115,6 +115,21 @@ impl DebertaV2Model {
         &self.plan
     }
 
+    /// Builds the fused CPU path's weights now (packed copies, and in f32 the kernel choice
+    /// measured or read from the cache: [`crate::TuneMode`]) instead of at the first forward
+    /// pass, so that the first request of a server does not pay for it. Nothing on the candle
+    /// path.
+    pub fn prepare(&self) -> Result<()> {
+        self.encoder.prepare(&self.plan)
+    }
+
+    /// The f32 linear-layer kernels the fused path chose by measurement ([`crate::TuneMode`]):
+    /// known once its weights are built, at the first f32 forward pass; `None` before, on the
+    /// candle path, in bf16 / int8, or with tuning off.
+    pub fn kernel_tuning(&self) -> Result<Option<crate::KernelTuning>> {
+        self.encoder.kernel_tuning()
+    }
+
     /// The current mode (training or inference).
     pub fn mode(&self) -> &RunMode {
         &self.mode
