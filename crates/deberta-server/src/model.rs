@@ -90,6 +90,10 @@ impl Model {
         max_input_length: Option<usize>,
     ) -> Result<Self, ServerError> {
         let kind = engine.model().kind();
+        // The fused weights (and the measured kernel choice) now, not on the first request.
+        engine.model().prepare().map_err(|e| {
+            ServerError::config("--model", format!("preparing the fused CPU weights: {e}"))
+        })?;
         let max_input_length = max_input_length.unwrap_or_else(|| default_max_length(&engine));
         let engines = engines(&engine, max_input_length);
         let tasks = match kind {

@@ -116,6 +116,7 @@ fn settings(model: &TaskModel, args: &BenchArgs) -> serde_json::Map<String, serd
         "path": model.plan().path_name(),
         "linear_kernel": model.plan().linear_kernel(),
         "plan": model.plan().to_string(),
+        "kernel_tuning": model.kernel_tuning().ok().flatten().map(|t| t.to_json()),
     });
     match report {
         serde_json::Value::Object(fields) => fields,

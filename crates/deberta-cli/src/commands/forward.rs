@@ -62,6 +62,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         .with_context(|| format!("loading {}", args.model.display()))?;
     if args.verbose {
         eprintln!("plan: {}", model.plan());
+        super::print_kernel_tuning(&model)?;
     }
     let report = model.report();
     eprintln!(

@@ -44,3 +44,13 @@ pub fn parse_max_memory(text: &str) -> Result<u64, String> {
         n => Ok(n),
     }
 }
+
+/// `--verbose`: builds the fused path's weights now and prints the f32 kernel choice measured
+/// (or read from the cache) for them, when there is one.
+pub fn print_kernel_tuning(model: &deberta::TaskModel) -> anyhow::Result<()> {
+    model.prepare()?;
+    if let Some(tuning) = model.kernel_tuning()? {
+        eprintln!("{}", tuning.summary());
+    }
+    Ok(())
+}

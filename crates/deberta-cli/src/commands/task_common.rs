@@ -112,6 +112,7 @@ pub fn load_engine(args: &CommonArgs, head: HeadKind, shipped: Option<&str>) -> 
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     if args.verbose {
         eprintln!("plan: {}", engine.plan());
+        super::print_kernel_tuning(engine.model())?;
     }
     Ok(engine.with_options(EngineOptions {
         batch_size: args.batch_size,
