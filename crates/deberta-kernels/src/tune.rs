@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::avx512_linear::Kind;
 use crate::rows::{Act, Epilogue};
+// Timing data: the values do not change the time.
+use crate::test_util::pseudo_random;
 use crate::{linear_f32, Error, KernelPlan, LinearScratch, PreparedLinear, Result};
 
 /// Rows classes a choice is made for.
@@ -128,9 +130,9 @@ pub fn time_f32(
     deadline: Instant,
 ) -> Result<Vec<KernelTiming>> {
     let columns = out_dim.min(TIMED_COLUMNS);
-    let weight = values(columns * in_dim, 0x7E57);
-    let bias = values(columns, 0xB1A5);
-    let input = values(CLASS_ROWS[CLASSES - 1] * in_dim, 0x1207);
+    let weight = pseudo_random(columns * in_dim, 0x7E57);
+    let bias = pseudo_random(columns, 0xB1A5);
+    let input = pseudo_random(CLASS_ROWS[CLASSES - 1] * in_dim, 0x1207);
     let prepared = kernels
         .iter()
         .map(|&kernel| match kernel {
@@ -249,21 +251,10 @@ pub fn choose_f32(timings: &[KernelTiming]) -> Option<F32Choice> {
         })
 }
 
-/// Deterministic values in [-0.5, 0.5) (timing data; the values do not change the time).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{max_diff, pseudo_random};
+    use crate::test_util::max_diff;
     use crate::{Avx512Mode, CpuFeatures};
 
     fn timing(kernel: F32Kernel, ns: [Option<f64>; CLASSES]) -> KernelTiming {
