@@ -6,6 +6,9 @@ Run by hand with the reference environment (not in CI):
     cargo build --release --bin deberta
     ~/deberta-ref/venv/bin/python benchmarks/compare.py [--models base,xsmall] [--rounds 3]
 
+The tables go into a new section at the top of `--out` (default `benchmarks/RESULTS.md`), below
+its title; earlier sections are kept.
+
 Each measurement runs in its own process (so peak RSS is per system), and the systems alternate
 round by round on each shape, because single timings on shared machines move by +-30%.
 
@@ -357,16 +360,25 @@ def main():
         rows, acc = compare_model(name, args.rounds, args.iters, args.threads, systems, shapes)
         sections.append(table(name, rows, acc, systems))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    head = ["# CPU benchmark results", "",
+    head = [f"## {time.strftime('%Y-%m-%d')}: `compare.py {' '.join(sys.argv[1:])}`", "",
             f"Machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}; {args.threads} threads per system.",
             f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime "
             f"{onnxruntime.__version__}, deberta {subprocess.run([BINARY, '--version'], capture_output=True, text=True).stdout.strip()}.",
             f"Method: `benchmarks/compare.py {' '.join(sys.argv[1:])}`: each system in its own "
             "process per (shape, round), systems alternating each round; medians over all timed iterations.",
             "deberta linear-layer kernels: " + "; ".join(f"{s} {k}" for s, k in KERNELS.items()) + ".", ""]
-    with open(args.out, "w") as f:
-        f.write("\n".join(head + sections))
-    print(open(args.out).read())
+    write_section(args.out, "\n".join(head + sections))
+
+
+def write_section(path, section):
+    """Puts `section` at the top of `path` under its title, keeping the earlier sections (the
+    file is the project's record of every run)."""
+    title = "# CPU benchmark results\n\n"
+    old = open(path).read() if os.path.exists(path) else title
+    rest = old[len(title):] if old.startswith(title) else old
+    with open(path, "w") as f:
+        f.write(title + section + "\n" + rest)
+    print(section)
 
 
 if __name__ == "__main__":
