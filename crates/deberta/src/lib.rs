@@ -40,8 +40,12 @@ pub mod weights;
 
 pub use activation::Activation;
 pub use config::{DebertaV2Config, NormRelEbd, PosAttType, ProblemType};
-pub use cpu::{KernelTuning, ShapeTuning, CACHE_FILE as KERNEL_CACHE_FILE, TUNE_BUDGET};
-pub use deberta_kernels::tune::{f32_candidates, F32Choice, F32Kernel, KernelTiming};
+pub use cpu::{
+    KernelTuning, ShapeTuning, CACHE_FILE as KERNEL_CACHE_FILE, MIN_TUNED_WEIGHT, TUNE_BUDGET,
+};
+pub use deberta_kernels::tune::{
+    f32_candidates, F32Choice, F32Kernel, KernelTiming, CLASS_ROWS as KERNEL_CLASS_ROWS,
+};
 pub use dropout::DropoutRng;
 pub use error::{candle_message as error_message_of_candle, Error, Result};
 pub use heads::{

@@ -54,7 +54,7 @@ impl Default for KernelOptions {
             avx512: Avx512Mode::Auto,
             packed: true,
             linear_format: LinearFormat::F32,
-            tune: TuneMode::Cached,
+            tune: TuneMode::default(),
         }
     }
 }
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(opts.path, PathChoice::Candle);
         assert_eq!(opts.avx512, Avx512Mode::Portable);
         assert!(opts.packed);
-        assert_eq!(opts.tune, TuneMode::Cached);
+        assert_eq!(opts.tune, TuneMode::default());
         let bad = KernelOptions::from_vars(|n| (n == "DEBERTA_CPU_PACKED").then(|| "x".into()));
         assert!(bad.unwrap_err().to_string().contains("DEBERTA_CPU_PACKED"));
         for (value, want) in [

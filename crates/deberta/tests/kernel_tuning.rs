@@ -1,21 +1,29 @@
-//! The measured f32 kernel choice (`TuneMode`), end to end: every golden model case with the
-//! kernels measured fresh, then again with each choice forced through the cache file (the
-//! `gemm` crate at every row count, each packed kernel at every row count, and a mix per rows
-//! class), so every kernel a measurement can pick is held to transformers. One test in its own
-//! binary: it points `DEBERTA_CACHE_DIR` at a temporary directory.
+//! The measured f32 kernel choice (`TuneMode`), end to end on the two shipped models (hidden
+//! 256: the golden fixtures' weights are under `MIN_TUNED_WEIGHT` and never measured): their
+//! logits against transformers' (`fixtures/shipped`) with the kernels measured fresh, then again
+//! with each choice forced through the cache file (the `gemm` crate at every row count, each
+//! packed kernel at every row count, and a mix per rows class), so every kernel a measurement
+//! can pick is held to transformers. One test in its own binary: it points
+//! `DEBERTA_CACHE_DIR` at a temporary directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use deberta::{
-    DebertaV2Model, F32Kernel, ForwardOptions, KernelOptions, KernelPlan, LoadOptions, ModelInput,
-    PathChoice, TuneMode,
+    F32Kernel, ForwardOptions, KernelOptions, KernelPlan, Labels, LoadOptions, ModelInput,
+    PathChoice, TaskModel, TuneMode,
 };
 use serde_json::Value;
 
+const MODELS: [&str; 2] = ["deberta-v3-tiny-sentiment", "deberta-v3-tiny-en"];
+
 /// The kernel a scenario makes fastest in each rows class.
 type Winner = Box<dyn Fn(usize) -> F32Kernel>;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
 
 fn options(tune: TuneMode) -> LoadOptions {
     LoadOptions {
@@ -29,7 +37,7 @@ fn options(tune: TuneMode) -> LoadOptions {
 }
 
 /// Rewrites every cached timing so that `winner(class)` is the fastest kernel in each class.
-fn force(cache: &std::path::Path, winner: impl Fn(usize) -> F32Kernel) {
+fn force(cache: &Path, winner: &Winner) {
     let mut file: Value = serde_json::from_str(&std::fs::read_to_string(cache).unwrap()).unwrap();
     let entries = file["entries"].as_array_mut().unwrap();
     assert!(!entries.is_empty());
@@ -44,26 +52,55 @@ fn force(cache: &std::path::Path, winner: impl Fn(usize) -> F32Kernel) {
     std::fs::write(cache, serde_json::to_string(&file).unwrap()).unwrap();
 }
 
-/// The kernels `v3_buckets`' four linear layers run at 16, 128 and 512 rows after one forward.
-fn loaded_choice(tune: TuneMode) -> Vec<Vec<String>> {
-    let dir = common::fixtures_dir().join("models/v3_buckets");
-    let (model, _) =
-        DebertaV2Model::from_pretrained_with(&dir, &Device::Cpu, options(tune)).unwrap();
-    let ids = candle_core::Tensor::new(&[[1u32, 5, 9, 2]], &Device::Cpu).unwrap();
-    model
-        .forward(&ModelInput::from_ids(ids), ForwardOptions::default())
+fn ids(input: &Value, key: &str) -> Tensor {
+    let rows: Vec<Vec<u32>> = serde_json::from_value(input[key].clone()).unwrap();
+    let (b, l) = (rows.len(), rows[0].len());
+    Tensor::from_vec(rows.concat(), (b, l), &Device::Cpu).unwrap()
+}
+
+/// Loads `name` with `tune`, checks its logits against transformers' and returns the kernels
+/// its linear layers run at 16, 128 and 512 rows (and whether they came from the cache).
+fn check(name: &str, tune: TuneMode) -> (Vec<Vec<String>>, bool) {
+    let fixture = repo().join("fixtures/shipped").join(name);
+    let input: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("input.json")).unwrap())
+            .unwrap();
+    let model_input = ModelInput::from_ids(ids(&input, "input_ids"))
+        .with_attention_mask(ids(&input, "attention_mask"));
+    let expected =
+        candle_core::safetensors::load(fixture.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let dir = repo().join("models").join(name);
+    let model = TaskModel::from_pretrained_with(dir, None, &Device::Cpu, options(tune)).unwrap();
+    let logits = model
+        .forward(&model_input, Labels::default(), ForwardOptions::default())
+        .unwrap()
+        .logits
         .unwrap();
+    let diff = (&logits - &expected["logits"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    println!("{name}: max |logits - transformers| = {diff:.3e}");
+    assert!(diff <= 1e-4, "{name}: {diff}");
     let tuning = model.kernel_tuning().unwrap().expect("a measured plan");
-    assert!(tuning.shapes.iter().all(|s| s.cached), "{tuning:?}");
-    tuning
+    assert_eq!(tuning.shapes.len(), 4, "{tuning:?}");
+    let cached = tuning.shapes.iter().all(|s| s.cached);
+    let kernels = tuning
         .shapes
         .iter()
         .map(|s| {
-            [16, 128, 512]
+            deberta::KERNEL_CLASS_ROWS
                 .map(|r| s.choice.kernel_at(r).name().to_string())
                 .to_vec()
         })
-        .collect()
+        .collect();
+    (kernels, cached)
 }
 
 #[test]
@@ -73,12 +110,14 @@ fn every_kernel_a_measurement_can_choose_matches_transformers() {
     let cache = dir.join(deberta::KERNEL_CACHE_FILE);
     let candidates = deberta::f32_candidates(&KernelPlan::detect());
     if candidates.len() < 2 {
-        println!("nothing to choose among on this CPU ({candidates:?}): golden cases untuned only");
-        common::every_golden_model_case(options(TuneMode::Off));
+        println!("nothing to choose among on this CPU ({candidates:?}): nothing to test");
         return;
     }
     println!("candidates: {candidates:?}");
-    common::every_golden_model_case(options(TuneMode::Fresh));
+    for name in MODELS {
+        let (_, cached) = check(name, TuneMode::Fresh);
+        assert!(!cached, "{name}: Fresh read the cache");
+    }
     assert!(cache.exists(), "{} not written", cache.display());
 
     let packed: Vec<F32Kernel> = candidates.iter().copied().filter(|k| k.packs()).collect();
@@ -100,14 +139,17 @@ fn every_kernel_a_measurement_can_choose_matches_transformers() {
             }
         }),
     ));
-    for (name, winner) in &scenarios {
-        println!("== {name}");
+    for (scenario, winner) in &scenarios {
+        println!("== {scenario}");
         force(&cache, winner);
         let want: Vec<String> = (0..3).map(|c| winner(c).name().to_string()).collect();
-        for kernels in loaded_choice(TuneMode::Cached) {
-            assert_eq!(kernels, want, "{name}");
+        for name in MODELS {
+            let (kernels, cached) = check(name, TuneMode::Cached);
+            assert!(cached, "{name}: {scenario}: not read from the cache");
+            for k in kernels {
+                assert_eq!(k, want, "{name}: {scenario}");
+            }
         }
-        common::every_golden_model_case(options(TuneMode::Cached));
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -39,7 +39,9 @@ pub use layer::{
     forward as layer_forward, forward_unpadded as layer_forward_unpadded, LayerBuffers,
     LayerParams, PreparedLayer,
 };
-pub use tuning::{tune_f32, KernelTuning, ShapeTuning, TuneMode, CACHE_FILE, TUNE_BUDGET};
+pub use tuning::{
+    tune_f32, KernelTuning, ShapeTuning, TuneMode, CACHE_FILE, MIN_TUNED_WEIGHT, TUNE_BUDGET,
+};
 
 use candle_core::{Storage, Tensor, WithDType};
 

@@ -30,16 +30,36 @@ const MAX_CACHE_BYTES: u64 = 4 << 20;
 const MAX_CACHE_ENTRIES: usize = 2048;
 const CACHE_VERSION: u32 = 1;
 
+/// Weights smaller than this (a 256 x 256 layer) are not measured: they take microseconds
+/// whichever kernel runs, and timings that short are mostly noise.
+pub const MIN_TUNED_WEIGHT: usize = 256 * 256;
+
 /// Whether the fused path measures its f32 kernels (`DEBERTA_CPU_TUNE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// A measured plan may run different kernels at different row counts, so a text's logits can
+/// then differ in the last bits (about 1e-7 relative) between a batch of one and a larger
+/// batch; [`TuneMode::Off`] keeps one kernel per layer, bit for bit the same in any batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TuneMode {
     /// The feature-based choice ([`KernelPlan`]), nothing measured (`DEBERTA_CPU_TUNE=0`).
     Off,
-    /// Timings from the cache where it has them, else measured and cached (the default).
-    #[default]
+    /// Timings from the cache where it has them, else measured and cached.
     Cached,
     /// Measured now, whatever the cache holds, and cached (`DEBERTA_CPU_TUNE=fresh`).
     Fresh,
+}
+
+impl Default for TuneMode {
+    /// [`TuneMode::Cached`] in an optimised build; [`TuneMode::Off`] in a debug build, whose
+    /// own kernels run unoptimised beside an optimised `gemm` crate, so its timings would pick
+    /// kernels for the wrong reason.
+    fn default() -> Self {
+        if cfg!(debug_assertions) {
+            Self::Off
+        } else {
+            Self::Cached
+        }
+    }
 }
 
 /// One weight shape's measurement and choice.
@@ -151,7 +171,14 @@ pub fn tune_f32(
         (Some(path), TuneMode::Cached) => read_cache(path),
         _ => CacheFile::default(),
     };
-    let mut distinct: Vec<(usize, usize)> = shapes.to_vec();
+    let mut distinct: Vec<(usize, usize)> = shapes
+        .iter()
+        .copied()
+        .filter(|&(out_dim, in_dim)| out_dim.saturating_mul(in_dim) >= MIN_TUNED_WEIGHT)
+        .collect();
+    if distinct.is_empty() {
+        return Ok(None);
+    }
     distinct.sort_unstable();
     distinct.dedup();
     let mut tuning = KernelTuning::default();
@@ -499,15 +526,19 @@ mod tests {
     }
 
     #[test]
-    fn off_or_a_single_candidate_tunes_nothing() {
+    fn off_a_single_candidate_or_small_weights_tune_nothing() {
         let plan = KernelPlan::detect();
-        assert_eq!(tune_f32(&plan, &[(8, 8)], TuneMode::Off).unwrap(), None);
+        assert_eq!(tune_f32(&plan, &[(256, 256)], TuneMode::Off).unwrap(), None);
         let unpacked = KernelPlan {
             packed: false,
             ..plan
         };
         assert_eq!(
-            tune_f32(&unpacked, &[(8, 8)], TuneMode::Fresh).unwrap(),
+            tune_f32(&unpacked, &[(256, 256)], TuneMode::Fresh).unwrap(),
+            None
+        );
+        assert_eq!(
+            tune_f32(&plan, &[(8, 8), (255, 256)], TuneMode::Fresh).unwrap(),
             None
         );
     }
