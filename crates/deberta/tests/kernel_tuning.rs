@@ -7,6 +7,8 @@
 //! `DEBERTA_CACHE_DIR` at a temporary directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -76,16 +78,7 @@ fn check(name: &str, tune: TuneMode) -> (Vec<Vec<String>>, bool) {
         .unwrap()
         .logits
         .unwrap();
-    let diff = (&logits - &expected["logits"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::max_abs_diff(&logits, &expected["logits"]);
     println!("{name}: max |logits - transformers| = {diff:.3e}");
     assert!(diff <= 1e-4, "{name}: {diff}");
     let tuning = model.kernel_tuning().unwrap().expect("a measured plan");

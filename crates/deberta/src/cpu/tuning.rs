@@ -229,24 +229,7 @@ fn measure(
 }
 
 fn log(tuning: &KernelTuning, key: &CacheKey) {
-    for s in &tuning.shapes {
-        let kernels: Vec<_> = CLASS_ROWS
-            .iter()
-            .map(|&rows| format!("{rows} rows: {}", s.choice.kernel_at(rows)))
-            .collect();
-        tracing::info!(
-            cpu = %key.cpu,
-            threads = key.threads,
-            shape = ?(s.out_dim, s.in_dim),
-            cached = s.cached,
-            "f32 linear kernels: {}",
-            kernels.join(", ")
-        );
-    }
-    tracing::info!(
-        elapsed_ms = tuning.elapsed.as_secs_f64() * 1e3,
-        "kernel tuning done"
-    );
+    tracing::info!(cpu = %key.cpu, threads = key.threads, "{}", tuning.summary());
 }
 
 /// What a timing depends on besides the shape: the CPU model and features, the threads, and
