@@ -27,9 +27,9 @@ pub const CLASS_ROWS: [usize; CLASSES] = [16, 128, 512];
 /// Output columns timed at most: the kernels' time per column is flat well before this, and
 /// capping keeps a v3-base measurement near 0.5 s on 2 cores.
 pub const TIMED_COLUMNS: usize = 512;
-/// Timed repetitions per (kernel, class), after one untimed run; the minimum is kept (the
-/// least disturbed by other work on the machine).
-const REPEATS: usize = 3;
+/// Timed rounds over every (kernel, class), after one untimed round; each pair's minimum is
+/// kept (the run least disturbed by other work on the machine).
+pub const ROUNDS: usize = 4;
 /// How much faster (relative) a kernel must time than the preferred one to replace it: a
 /// measurement disturbed by other work should not move the choice off the default.
 pub const MARGIN: f64 = 0.05;
@@ -120,67 +120,137 @@ pub struct KernelTiming {
 }
 
 /// Times each of `kernels` on a random `[min(out_dim, TIMED_COLUMNS), in_dim]` weight with a
-/// bias, at each class's row count, stopping at `deadline` (the classes not reached are
-/// `None`). The kernels take turns within each class, so that other work on the machine
-/// disturbs them alike.
+/// bias, at each class's row count, for [`ROUNDS`] rounds or until `deadline` (the classes
+/// never reached are `None`). One shape's [`F32Bench`] on its own; a model's shapes are better
+/// timed round by round together ([`F32Bench::round`]).
 pub fn time_f32(
     plan: &KernelPlan,
     kernels: &[F32Kernel],
-    (out_dim, in_dim): (usize, usize),
+    shape: (usize, usize),
     deadline: Instant,
 ) -> Result<Vec<KernelTiming>> {
-    let columns = out_dim.min(TIMED_COLUMNS);
-    let weight = pseudo_random(columns * in_dim, 0x7E57);
-    let bias = pseudo_random(columns, 0xB1A5);
-    let input = pseudo_random(CLASS_ROWS[CLASSES - 1] * in_dim, 0x1207);
-    let prepared = kernels
-        .iter()
-        .map(|&kernel| match kernel {
-            F32Kernel::GemmCrate => Ok(None),
-            packing => {
-                PreparedLinear::packed_f32_as(plan, packing, &weight, columns, in_dim).map(Some)
-            }
+    let mut bench = F32Bench::new(plan, kernels, shape)?;
+    while !bench.complete() && bench.round(deadline)? {}
+    Ok(bench.timings())
+}
+
+/// The timing of `kernels` on one weight shape, a round at a time: each round runs every class
+/// once on every kernel (the kernels taking turns, in a rotating order, so other work on the
+/// machine disturbs them alike) and keeps each (kernel, class)'s fastest run so far. The first
+/// round is an untimed warm-up.
+///
+/// Rounds, not repetitions within a class, so that a burst of other work (tens of
+/// milliseconds) spoils one round of every class rather than every run of one class: seen on a
+/// 2-core EPYC, where three back-to-back runs of one class all came out 2x slow and cached a
+/// wrong choice.
+pub struct F32Bench {
+    kernels: Vec<F32Kernel>,
+    /// Per kernel, its packed copy (`None` for the `gemm` crate).
+    prepared: Vec<Option<PreparedLinear>>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    input: Vec<f32>,
+    columns: usize,
+    in_dim: usize,
+    /// `[kernel][class]` fastest run so far.
+    best: Vec<[Option<Duration>; CLASSES]>,
+    /// Rounds run, the warm-up included.
+    rounds: usize,
+    scratch: LinearScratch,
+    out: Vec<f32>,
+}
+
+impl F32Bench {
+    /// Packs a random `[min(out_dim, TIMED_COLUMNS), in_dim]` weight for each kernel.
+    pub fn new(
+        plan: &KernelPlan,
+        kernels: &[F32Kernel],
+        (out_dim, in_dim): (usize, usize),
+    ) -> Result<Self> {
+        let columns = out_dim.min(TIMED_COLUMNS);
+        let weight = pseudo_random(columns * in_dim, 0x7E57);
+        let prepared = kernels
+            .iter()
+            .map(|&kernel| match kernel {
+                F32Kernel::GemmCrate => Ok(None),
+                packing => {
+                    PreparedLinear::packed_f32_as(plan, packing, &weight, columns, in_dim).map(Some)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            kernels: kernels.to_vec(),
+            prepared,
+            weight,
+            bias: pseudo_random(columns, 0xB1A5),
+            input: pseudo_random(CLASS_ROWS[CLASSES - 1] * in_dim, 0x1207),
+            columns,
+            in_dim,
+            best: vec![[None; CLASSES]; kernels.len()],
+            rounds: 0,
+            scratch: LinearScratch::default(),
+            out: Vec::new(),
         })
-        .collect::<Result<Vec<_>>>()?;
-    let mut scratch = LinearScratch::default();
-    let epilogue = Epilogue::BiasAct {
-        bias: &bias,
-        act: Act::Identity,
-    };
-    let mut out = Vec::new();
-    let mut timings: Vec<KernelTiming> = kernels
-        .iter()
-        .map(|&kernel| KernelTiming {
-            kernel,
-            ns_per_row_column: [None; CLASSES],
-        })
-        .collect();
-    for (class, &rows) in CLASS_ROWS.iter().enumerate() {
-        if Instant::now() >= deadline {
-            break;
-        }
-        let x = &input[..rows * in_dim];
-        out.resize(rows * columns, 0.0);
-        let mut run = |p: &Option<PreparedLinear>| match p {
-            Some(p) => p.forward(x, &mut out, Some(&epilogue), &mut scratch),
-            None => linear_f32(x, &weight, in_dim, &mut out, Some(&epilogue)),
-        };
-        let mut best = vec![Duration::MAX; kernels.len()];
-        for p in &prepared {
-            run(p)?;
-        }
-        for _ in 0..REPEATS {
-            for (p, best) in prepared.iter().zip(&mut best) {
-                let start = Instant::now();
-                run(p)?;
-                *best = (*best).min(start.elapsed());
-            }
-        }
-        for (t, best) in timings.iter_mut().zip(best) {
-            t.ns_per_row_column[class] = Some(best.as_nanos() as f64 / (rows * columns) as f64);
-        }
     }
-    Ok(timings)
+
+    /// Whether the warm-up and [`ROUNDS`] timed rounds have run.
+    pub fn complete(&self) -> bool {
+        self.rounds > ROUNDS
+    }
+
+    /// Runs one round, class by class, stopping at `deadline` (a class not reached keeps what
+    /// earlier rounds measured); `false` when the deadline stopped it.
+    pub fn round(&mut self, deadline: Instant) -> Result<bool> {
+        let timed = self.rounds > 0;
+        let n = self.kernels.len();
+        for (class, &rows) in CLASS_ROWS.iter().enumerate() {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            for turn in 0..n {
+                let k = (turn + self.rounds) % n;
+                let elapsed = self.run(k, rows)?;
+                if timed {
+                    let best = &mut self.best[k][class];
+                    *best = Some(best.map_or(elapsed, |b| b.min(elapsed)));
+                }
+            }
+        }
+        self.rounds += 1;
+        Ok(true)
+    }
+
+    /// One multiplication of `rows` rows on kernel `k`, timed.
+    fn run(&mut self, k: usize, rows: usize) -> Result<Duration> {
+        let x = &self.input[..rows * self.in_dim];
+        self.out.resize(rows * self.columns, 0.0);
+        let epilogue = Epilogue::BiasAct {
+            bias: &self.bias,
+            act: Act::Identity,
+        };
+        let start = Instant::now();
+        match &self.prepared[k] {
+            Some(p) => p.forward(x, &mut self.out, Some(&epilogue), &mut self.scratch)?,
+            None => linear_f32(x, &self.weight, self.in_dim, &mut self.out, Some(&epilogue))?,
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Each kernel's fastest time per row and column in each class (`None` where no timed
+    /// round reached the class).
+    pub fn timings(&self) -> Vec<KernelTiming> {
+        self.kernels
+            .iter()
+            .zip(&self.best)
+            .map(|(&kernel, best)| KernelTiming {
+                kernel,
+                ns_per_row_column: std::array::from_fn(|class| {
+                    let per = (CLASS_ROWS[class] * self.columns) as f64;
+                    best[class].map(|d| d.as_nanos() as f64 / per)
+                }),
+            })
+            .collect()
+    }
 }
 
 /// What one weight shape runs: the packed copy it gets (none: the `gemm` crate at every row
@@ -354,6 +424,38 @@ mod tests {
         assert!(
             f32_candidates(&KernelPlan::new(CpuFeatures::NONE, Avx512Mode::Auto, true)).is_empty()
         );
+    }
+
+    /// The warm-up round times nothing; each later round adds a run of every (kernel, class);
+    /// a past deadline stops a round before it runs anything.
+    #[test]
+    fn a_bench_completes_after_its_warm_up_and_rounds() {
+        let plan = KernelPlan::detect();
+        let candidates = f32_candidates(&plan);
+        if candidates.is_empty() {
+            return println!("no f32 kernels to choose among on this CPU");
+        }
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut bench = F32Bench::new(&plan, &candidates, (40, 24)).unwrap();
+        assert!(!bench.round(Instant::now()).unwrap());
+        assert!(bench.round(far).unwrap());
+        let untimed = bench.timings();
+        assert!(untimed
+            .iter()
+            .all(|t| t.ns_per_row_column == [None; CLASSES]));
+        for round in 1..=ROUNDS {
+            assert!(!bench.complete(), "complete after {round} rounds");
+            assert!(bench.round(far).unwrap());
+        }
+        assert!(bench.complete());
+        for t in bench.timings() {
+            assert!(
+                t.ns_per_row_column
+                    .iter()
+                    .all(|v| v.is_some_and(|v| v > 0.0)),
+                "{t:?}"
+            );
+        }
     }
 
     /// Every candidate times every class (with a far deadline), and multiplies like the

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use deberta_kernels::tune::{
-    choose_f32, f32_candidates, time_f32, F32Choice, F32Kernel, KernelTiming, CLASSES, CLASS_ROWS,
+    choose_f32, f32_candidates, F32Bench, F32Choice, F32Kernel, KernelTiming, CLASSES, CLASS_ROWS,
+    ROUNDS,
 };
 use deberta_kernels::KernelPlan;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The most time a load spends measuring (v3-base's four shapes take about 0.3 s on a quiet
+/// The most time a load spends measuring (v3-base's four shapes take about 0.35 s on a quiet
 /// 2-core EPYC); shapes not reached keep the feature-based choice and are not cached.
 pub const TUNE_BUDGET: Duration = Duration::from_millis(1000);
 /// The cache file's name in the cache directory.
@@ -28,7 +29,9 @@ pub const CACHE_FILE: &str = "kernel-plans.json";
 const MAX_CACHE_BYTES: u64 = 4 << 20;
 /// Entries kept when the cache is written (the newest).
 const MAX_CACHE_ENTRIES: usize = 2048;
-const CACHE_VERSION: u32 = 1;
+/// 2: timings taken in rounds across shapes ([`F32Bench`]); version 1's back-to-back
+/// repetitions could all fall in one burst of other work, so its entries are measured again.
+const CACHE_VERSION: u32 = 2;
 
 /// Weights smaller than this (a 256 x 256 layer) are not measured: they take microseconds
 /// whichever kernel runs, and timings that short are mostly noise.
@@ -181,23 +184,34 @@ pub fn tune_f32(
     }
     distinct.sort_unstable();
     distinct.dedup();
+    let cached: Vec<Option<Vec<KernelTiming>>> = distinct
+        .iter()
+        .map(|&shape| file.lookup(&key, shape, &candidates))
+        .collect();
+    let uncached: Vec<(usize, usize)> = distinct
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(&shape, _)| shape)
+        .collect();
+    let mut measured = measure(plan, &candidates, &uncached, deadline)?.into_iter();
     let mut tuning = KernelTuning::default();
-    let mut measured = false;
-    for (out_dim, in_dim) in distinct {
-        let cached = file.lookup(&key, (out_dim, in_dim), &candidates);
-        let timings = match cached.clone() {
-            Some(t) => t,
-            None => measure(plan, &candidates, (out_dim, in_dim), deadline)?,
+    let mut stored = false;
+    for ((out_dim, in_dim), cached) in distinct.into_iter().zip(cached) {
+        let (timings, complete) = match cached.clone() {
+            Some(t) => (t, false),
+            None => measured.next().ok_or_else(|| {
+                Error::Input(format!(
+                    "kernel tuning: no timing for [{out_dim}, {in_dim}]"
+                ))
+            })?,
         };
         let Some(choice) = choose_f32(&timings) else {
             continue;
         };
-        let complete = timings
-            .iter()
-            .all(|t| t.ns_per_row_column.iter().all(Option::is_some));
-        if cached.is_none() && complete {
+        if complete {
             file.insert(&key, (out_dim, in_dim), &timings);
-            measured = true;
+            stored = true;
         }
         tuning.shapes.push(ShapeTuning {
             out_dim,
@@ -207,7 +221,7 @@ pub fn tune_f32(
             cached: cached.is_some(),
         });
     }
-    if let (true, Some(path)) = (measured, &cache) {
+    if let (true, Some(path)) = (stored, &cache) {
         write_cache(path, &mut file);
     }
     tuning.cache = cache;
@@ -216,16 +230,36 @@ pub fn tune_f32(
     Ok(Some(tuning))
 }
 
+/// Times `candidates` on each of `shapes`, round by round across all of them until every
+/// shape has its [`ROUNDS`] or the deadline comes ([`F32Bench`]); per shape, the timings and
+/// whether they are complete (only complete timings are cached).
 fn measure(
     plan: &KernelPlan,
     candidates: &[F32Kernel],
-    shape: (usize, usize),
+    shapes: &[(usize, usize)],
     deadline: Instant,
-) -> Result<Vec<KernelTiming>> {
-    time_f32(plan, candidates, shape, deadline).map_err(|error| Error::Kernel {
-        context: format!("timing the f32 linear kernels on a {shape:?} weight"),
-        error,
-    })
+) -> Result<Vec<(Vec<KernelTiming>, bool)>> {
+    let kernel_error = |shape: (usize, usize)| {
+        move |error| Error::Kernel {
+            context: format!("timing the f32 linear kernels on a {shape:?} weight"),
+            error,
+        }
+    };
+    let mut benches = shapes
+        .iter()
+        .map(|&shape| F32Bench::new(plan, candidates, shape).map_err(kernel_error(shape)))
+        .collect::<Result<Vec<_>>>()?;
+    'rounds: for _ in 0..=ROUNDS {
+        for (bench, &shape) in benches.iter_mut().zip(shapes) {
+            if !bench.round(deadline).map_err(kernel_error(shape))? {
+                break 'rounds;
+            }
+        }
+    }
+    Ok(benches
+        .iter()
+        .map(|bench| (bench.timings(), bench.complete()))
+        .collect())
 }
 
 fn log(tuning: &KernelTuning, key: &CacheKey) {
