@@ -14,6 +14,9 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+/// The longest a test waits for the server's metrics to show a state.
+const WAIT: Duration = Duration::from_secs(30);
+
 fn texts(n: usize, words: usize) -> Vec<Vec<String>> {
     (0..n)
         .map(|i| {
@@ -118,8 +121,15 @@ async fn a_client_that_disconnects_is_dropped_before_compute() {
             .await
             .unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // ... while another client sends 20 units and hangs up before they are reached.
+    // Synchronised on the server's own metrics, not on sleeps: a fixed head start was too
+    // short when the busy request's tokenisation was slow, and the second client then went
+    // first (seen once in 8 runs).
+    let queued = common::wait_for_metric(addr, "te_queue_size", |v| v >= 2.0, WAIT).await;
+    assert!(
+        queued >= 2.0,
+        "the busy request never queued: te_queue_size {queued}"
+    );
+    // ... while another client sends 5 units and hangs up before they are reached.
     let body = serde_json::to_vec(&json!({"inputs": texts(20, 20)})).unwrap();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = common::head(
@@ -130,12 +140,15 @@ async fn a_client_that_disconnects_is_dropped_before_compute() {
     );
     stream.write_all(&head).await.unwrap();
     stream.write_all(&body).await.unwrap();
+    let arrived = common::wait_for_metric(addr, "te_request_count", |v| v >= 2.0, WAIT).await;
+    assert!(arrived >= 2.0, "te_request_count {arrived}");
+    // Time to tokenise 20 short texts and queue them behind the busy units.
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(stream);
     let r = busy.await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().map(Vec::len), Some(300));
-    let dropped = common::metric(addr, "te_queue_dropped").await;
+    let dropped = common::wait_for_metric(addr, "te_queue_dropped", |v| v >= 1.0, WAIT).await;
     assert!(dropped >= 1.0, "te_queue_dropped {dropped}");
     let r = server.post("/predict", &json!({"inputs": "next"})).await;
     assert_eq!(r.status, 200);

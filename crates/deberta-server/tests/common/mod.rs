@@ -259,6 +259,24 @@ pub async fn metric(addr: SocketAddr, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Polls `/metrics` every 20 ms until the sum of the series starting with `prefix` satisfies
+/// `ready`, for at most `within`; returns the last value read (the caller asserts on it).
+pub async fn wait_for_metric(
+    addr: SocketAddr,
+    prefix: &str,
+    ready: impl Fn(f64) -> bool,
+    within: Duration,
+) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let value = metric(addr, prefix).await;
+        if ready(value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Asserts two JSON values have the same shape and strings, and numbers within `tol`.
 pub fn assert_close(got: &Value, want: &Value, tol: f64) {
     match (got, want) {
