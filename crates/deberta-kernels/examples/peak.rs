@@ -134,7 +134,9 @@ mod x86 {
                 }
             }
         }
-        let s = acc.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
         _mm256_cvtss_f32(s) as i64
     }
 
@@ -155,7 +157,9 @@ mod x86 {
                 }
             }
         }
-        let s = acc.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
         _mm512_reduce_add_ps(s) as i64
     }
 
@@ -179,7 +183,9 @@ mod x86 {
                 }
             }
         }
-        let s = acc.iter().fold(_mm256_setzero_si256(), |s, &v| _mm256_add_epi32(s, v));
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_si256(), |s, &v| _mm256_add_epi32(s, v));
         i64::from(_mm256_extract_epi32(s, 0))
     }
 
@@ -200,7 +206,9 @@ mod x86 {
                 }
             }
         }
-        let s = acc.iter().fold(_mm512_setzero_si512(), |s, &v| _mm512_add_epi32(s, v));
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_si512(), |s, &v| _mm512_add_epi32(s, v));
         i64::from(_mm512_reduce_add_epi32(s))
     }
 }
