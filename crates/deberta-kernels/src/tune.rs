@@ -25,11 +25,15 @@ pub const CLASSES: usize = 3;
 /// a batch.
 pub const CLASS_ROWS: [usize; CLASSES] = [16, 128, 512];
 /// Output columns timed at most: the kernels' time per column is flat well before this, and
-/// capping keeps a v3-base measurement near 0.5 s on 2 cores.
-pub const TIMED_COLUMNS: usize = 512;
+/// capping bounds the measurement (v3-base: about 0.5 s on 2 cores). 768 is 32 panels of the
+/// AVX2 kernel's 24 columns and 24 of the AVX-512 kernel's 32, so both split it into whole,
+/// even tasks as they split a real 768- or 3072-wide layer; 512 columns (21.3 AVX2 panels) left
+/// one short task and timed the AVX2 kernel at 128 rows on 2 threads 19% slower per column than
+/// at 512 rows, a cost the model's layers do not have.
+pub const TIMED_COLUMNS: usize = 768;
 /// Timed rounds over every (kernel, class), after one untimed round; each pair's minimum is
 /// kept (the run least disturbed by other work on the machine).
-pub const ROUNDS: usize = 4;
+pub const ROUNDS: usize = 3;
 /// How much faster (relative) a kernel must time than the preferred one to replace it: a
 /// measurement disturbed by other work should not move the choice off the default.
 pub const MARGIN: f64 = 0.05;

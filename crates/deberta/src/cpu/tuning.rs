@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The most time a load spends measuring (v3-base's four shapes take about 0.35 s on a quiet
+/// The most time a load spends measuring (v3-base's four shapes take about 0.4-0.6 s on a
 /// 2-core EPYC); shapes not reached keep the feature-based choice and are not cached.
 pub const TUNE_BUDGET: Duration = Duration::from_millis(1000);
 /// The cache file's name in the cache directory.
