@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use deberta::{
-    F32Kernel, ForwardOptions, KernelOptions, KernelPlan, Labels, LoadOptions, ModelInput,
-    PathChoice, TaskModel, TuneMode,
+    F32Kernel, ForwardOptions, KernelOptions, KernelPlan, Labels, LoadOptions, PathChoice,
+    TaskModel, TuneMode,
 };
 use serde_json::Value;
 
@@ -22,10 +22,6 @@ const MODELS: [&str; 2] = ["deberta-v3-tiny-sentiment", "deberta-v3-tiny-en"];
 
 /// The kernel a scenario makes fastest in each rows class.
 type Winner = Box<dyn Fn(usize) -> F32Kernel>;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn options(tune: TuneMode) -> LoadOptions {
     LoadOptions {
@@ -54,27 +50,21 @@ fn force(cache: &Path, winner: &Winner) {
     std::fs::write(cache, serde_json::to_string(&file).unwrap()).unwrap();
 }
 
-fn ids(input: &Value, key: &str) -> Tensor {
-    let rows: Vec<Vec<u32>> = serde_json::from_value(input[key].clone()).unwrap();
-    let (b, l) = (rows.len(), rows[0].len());
-    Tensor::from_vec(rows.concat(), (b, l), &Device::Cpu).unwrap()
-}
-
 /// Loads `name` with `tune`, checks its logits against transformers' and returns the kernels
 /// its linear layers run at 16, 128 and 512 rows (and whether they came from the cache).
 fn check(name: &str, tune: TuneMode) -> (Vec<Vec<String>>, bool) {
-    let fixture = repo().join("fixtures/shipped").join(name);
-    let input: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("input.json")).unwrap())
-            .unwrap();
-    let model_input = ModelInput::from_ids(ids(&input, "input_ids"))
-        .with_attention_mask(ids(&input, "attention_mask"));
+    let fixture = common::fixtures_dir().join("shipped").join(name);
+    let input = common::ForwardInputs::from_file(fixture.join("input.json"), &Device::Cpu).unwrap();
     let expected =
         candle_core::safetensors::load(fixture.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let dir = repo().join("models").join(name);
+    let dir = common::fixtures_dir().join("../models").join(name);
     let model = TaskModel::from_pretrained_with(dir, None, &Device::Cpu, options(tune)).unwrap();
     let logits = model
-        .forward(&model_input, Labels::default(), ForwardOptions::default())
+        .forward(
+            &input.model_input(),
+            Labels::default(),
+            ForwardOptions::default(),
+        )
         .unwrap()
         .logits
         .unwrap();

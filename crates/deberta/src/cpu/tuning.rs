@@ -198,13 +198,11 @@ pub fn tune_f32(
     let mut tuning = KernelTuning::default();
     let mut stored = false;
     for ((out_dim, in_dim), cached) in distinct.into_iter().zip(cached) {
-        let (timings, complete) = match cached.clone() {
-            Some(t) => (t, false),
-            None => measured.next().ok_or_else(|| {
-                Error::Input(format!(
-                    "kernel tuning: no timing for [{out_dim}, {in_dim}]"
-                ))
-            })?,
+        let from_cache = cached.is_some();
+        // `measured` holds one entry per uncached shape, in order.
+        let Some((timings, complete)) = cached.map(|t| (t, false)).or_else(|| measured.next())
+        else {
+            continue;
         };
         let Some(choice) = choose_f32(&timings) else {
             continue;
@@ -218,7 +216,7 @@ pub fn tune_f32(
             in_dim,
             choice,
             timings,
-            cached: cached.is_some(),
+            cached: from_cache,
         });
     }
     if let (true, Some(path)) = (stored, &cache) {
