@@ -14,6 +14,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::features::avx2_fma;
+use crate::int8::Kernel;
+use crate::int8_products::{self, QuantLhs, QuantRhs, QuantTables};
 use crate::sgemm::{self, PackScratch};
 use crate::{gemm, rows, simd_fn, AttentionProducts, Error, MatRef, Result, SharedMut};
 
@@ -41,6 +43,8 @@ pub struct Relative<'a> {
     pub p2c_slot: &'a [u32],
     pub first_slot: usize,
     pub width: usize,
+    /// The tables quantised once (int8 products; `None`: each task quantises its window).
+    pub quantised: Option<&'a QuantTables>,
 }
 
 /// Query rows and key columns per tile of the fused score pass (and rows per slot window of
@@ -71,8 +75,29 @@ struct Scratch {
     values: Vec<f32>,
     /// One head's active position table, packed once per task.
     table: Vec<f32>,
-    /// Left operands the products copy (column-strided ones).
-    pack: PackScratch,
+    /// `Kᵀ`, `V` and the position table quantised (int8 products).
+    keys_q: QuantRhs,
+    values_q: QuantRhs,
+    table_q: QuantRhs,
+    /// Left operands the products copy or quantise.
+    pack: LhsScratch,
+}
+
+/// What the products do to their left operands, kept across calls: the f32 kernel copies
+/// column-strided ones, the int8 kernels quantise every one.
+#[derive(Default)]
+struct LhsScratch {
+    f32: PackScratch,
+    int8: QuantLhs,
+}
+
+/// How a call's products run: the packed AVX2 GEMM, the `gemm` crate, or int8 operands on an
+/// int8 kernel (each checked against the CPU).
+#[derive(Clone, Copy)]
+enum Products {
+    Packed,
+    InPlace,
+    Int8(Kernel),
 }
 
 impl Scratch {
@@ -92,7 +117,8 @@ pub fn block_rows(len: usize, width: usize) -> usize {
 }
 
 /// The right operand `[k, n]` of the products a task repeats for each query block: packed
-/// once for the AVX2 kernel, or read in place by the `gemm` crate.
+/// once for the AVX2 kernel, read in place by the `gemm` crate, or quantised once for an int8
+/// kernel.
 #[derive(Clone, Copy)]
 enum Rhs<'a> {
     Packed {
@@ -104,27 +130,49 @@ enum Rhs<'a> {
         m: MatRef,
         k: usize,
     },
+    /// Columns `offset..` of `rhs` (a whole quantised position table: the active slots).
+    Quant {
+        rhs: &'a QuantRhs,
+        kernel: Kernel,
+        offset: usize,
+    },
 }
 
 impl<'a> Rhs<'a> {
-    /// Packs `m [k, n]` into `buf` when `packed` (the AVX2 kernel runs the products).
+    /// Packs `m [k, n]` into `buf` (packed AVX2 products) or `quant` (int8 products).
     ///
     /// # Safety
     /// Every `m(kk, c)`, `kk < k`, `c < n`, is a live element for as long as the result is
-    /// used, and `packed` implies that the CPU has AVX2 and FMA.
-    unsafe fn new(buf: &'a mut Vec<f32>, (k, n): (usize, usize), m: MatRef, packed: bool) -> Self {
-        if packed {
-            // SAFETY: the caller's contract: AVX2 + FMA, and `m [k, n]` live.
-            unsafe { sgemm::pack_rhs(buf, (k, n), m) };
-            Rhs::Packed { panels: buf, k, n }
-        } else {
-            Rhs::InPlace { m, k }
+    /// used, and the CPU has the instructions of `products`' kernel.
+    unsafe fn new(
+        (buf, quant): (&'a mut Vec<f32>, &'a mut QuantRhs),
+        (k, n): (usize, usize),
+        m: MatRef,
+        products: Products,
+    ) -> Self {
+        match products {
+            Products::Packed => {
+                // SAFETY: the caller's contract: AVX2 + FMA, and `m [k, n]` live.
+                unsafe { sgemm::pack_rhs(buf, (k, n), m) };
+                Rhs::Packed { panels: buf, k, n }
+            }
+            Products::InPlace => Rhs::InPlace { m, k },
+            Products::Int8(kernel) => {
+                // SAFETY: the caller's contract: `m [k, n]` live.
+                unsafe { quant.pack((k, n), m) };
+                Rhs::Quant {
+                    rhs: quant,
+                    kernel,
+                    offset: 0,
+                }
+            }
         }
     }
 
     /// `dst[i, c] = lhs[i, k] · self[k, c]` for `i < rows` and `c` in `cols` (`dst` addresses
     /// column 0). The packed kernel computes whole 24-column panels, so columns from `cols`'
-    /// first panel edge to its last (within `n`) may be written too.
+    /// first panel edge to its last (within `n`) may be written too (the int8 kernels write
+    /// `cols` only).
     ///
     /// # Safety
     /// `lhs` addresses `rows x k` live elements, and the `rows` rows of `dst` (row stride
@@ -136,15 +184,26 @@ impl<'a> Rhs<'a> {
         dst: *mut f32,
         dst_rs: usize,
         lhs: MatRef,
-        pack: &mut PackScratch,
+        pack: &mut LhsScratch,
     ) {
-        // SAFETY: packed panels exist only where `new` was told the CPU has AVX2 + FMA and
-        // were packed with this `k` and `n`; in-place operands are live for `k x n` (`new`'s
-        // contract), so column `cols.start` is too; the rest is the caller's contract.
+        // SAFETY: packed panels and quantised operands exist only where `new` was told the CPU
+        // has their kernel's instructions, and were packed with this `k` and `n`; in-place
+        // operands are live for `k x n` (`new`'s contract), so column `cols.start` is too; the
+        // rest is the caller's contract.
         unsafe {
             match self {
                 Rhs::Packed { panels, k, n } => {
-                    sgemm::matmul_packed((rows, k), cols, n, dst, dst_rs, lhs, panels, pack)
+                    let scratch = &mut pack.f32;
+                    sgemm::matmul_packed((rows, k), cols, n, dst, dst_rs, lhs, panels, scratch)
+                }
+                Rhs::Quant {
+                    rhs,
+                    kernel,
+                    offset,
+                } => {
+                    let at = dst.add(cols.start);
+                    let cols = cols.start + offset..cols.end + offset;
+                    int8_products::matmul(kernel, rows, cols, at, dst_rs, lhs, rhs, &mut pack.int8)
                 }
                 Rhs::InPlace { m, k } => {
                     let rhs = MatRef {
@@ -195,8 +254,8 @@ pub fn attention(
     probs: Option<&mut [f32]>,
 ) -> Result<()> {
     check(a, context.len(), probs.as_deref())?;
-    let packed = packed_products(products)?;
-    let tasks = HeadTasks::new(a, packed, context, probs);
+    let products = products_of(products)?;
+    let tasks = HeadTasks::new(a, products, context, probs);
     let Dims { batch, heads, .. } = a.dims;
     (0..heads * batch).into_par_iter().for_each(|task| {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -255,13 +314,13 @@ pub fn attention_unpadded(
         });
         row += s.len;
     }
-    let packed = packed_products(products)?;
+    let products = products_of(products)?;
     let mut tasks = Vec::with_capacity(calls.len());
     let mut rest = context;
     for a in &calls {
         let (mine, tail) = std::mem::take(&mut rest).split_at_mut(a.dims.len * all);
         check(a, mine.len(), None)?;
-        tasks.push(HeadTasks::new(a, packed, mine, None));
+        tasks.push(HeadTasks::new(a, products, mine, None));
         rest = tail;
     }
     let mut jobs: Vec<(usize, usize)> = (0..calls.len())
@@ -278,24 +337,28 @@ pub fn attention_unpadded(
     Ok(())
 }
 
-/// Whether the packed AVX2 GEMM runs the products (an error where it was asked for and this
-/// CPU lacks AVX2 and FMA).
-fn packed_products(products: AttentionProducts) -> Result<bool> {
+/// How the products run (an error where this CPU lacks the chosen kernel's instructions).
+fn products_of(products: AttentionProducts) -> Result<Products> {
     match products {
         AttentionProducts::PackedAvx2 if !avx2_fma() => Err(Error::Unsupported {
             kernel: "attention products on the packed AVX2 GEMM",
             needs: "AVX2 and FMA",
         }),
-        AttentionProducts::PackedAvx2 => Ok(true),
-        AttentionProducts::GemmCrate => Ok(false),
+        AttentionProducts::PackedAvx2 => Ok(Products::Packed),
+        AttentionProducts::GemmCrate => Ok(Products::InPlace),
+        AttentionProducts::Int8(kernel) if !kernel.runs_here() => Err(Error::Unsupported {
+            kernel: products.name(),
+            needs: "the int8 kernel's instructions",
+        }),
+        AttentionProducts::Int8(kernel) => Ok(Products::Int8(kernel)),
     }
 }
 
 /// What the (head, sequence) tasks of one call share.
 struct HeadTasks<'a> {
     a: &'a Attention<'a>,
-    /// Whether the packed AVX2 GEMM runs the products (checked against the CPU).
-    packed: bool,
+    /// How the products run (checked against the CPU).
+    products: Products,
     /// Query rows per block.
     block: usize,
     /// Whether [`relative_tile8`] adds the position terms ([`Terms::tiles`]).
@@ -324,7 +387,7 @@ struct TaskOperands<'s> {
 impl<'a> HeadTasks<'a> {
     fn new(
         a: &'a Attention<'a>,
-        packed: bool,
+        products: Products,
         context: &mut [f32],
         probs: Option<&mut [f32]>,
     ) -> Self {
@@ -339,7 +402,7 @@ impl<'a> HeadTasks<'a> {
         });
         Self {
             a,
-            packed,
+            products,
             block: block_rows(len, width).min(len),
             tiles,
             context: SharedMut(context.as_mut_ptr()),
@@ -389,19 +452,23 @@ impl<'a> HeadTasks<'a> {
             keys,
             values,
             table,
+            keys_q,
+            values_q,
+            table_q,
             pack,
         } = scratch;
         // SAFETY: `check` verified the qkv buffer against these shapes, so every element of
-        // the views lies in it; the scratch is this task's; `packed` was checked against the
-        // CPU.
+        // the views lies in it; the scratch is this task's; `products` was checked against
+        // the CPU.
         let (keys, values) = unsafe {
             (
-                Rhs::new(keys, (head_size, len), kt, self.packed),
-                Rhs::new(values, (len, head_size), v, self.packed),
+                Rhs::new((keys, keys_q), (head_size, len), kt, self.products),
+                Rhs::new((values, values_q), (len, head_size), v, self.products),
             )
         };
         if let Some((rel, t)) = relative.and_then(|r| Some((r, r.query?))) {
-            let rhs = position_table(rel, t, h, head_size, table, self.packed);
+            let bufs = (&mut *table, &mut *table_q);
+            let rhs = position_table(rel, (t, false), h, head_size, bufs, self.products);
             position_term(rel, rhs, k, 0..len, len, true, p2c, pack);
         }
         let ops = TaskOperands {
@@ -411,9 +478,10 @@ impl<'a> HeadTasks<'a> {
             keys,
             values,
             c2p_table: relative.and_then(|r| Some((r, r.key?))).map(|(rel, t)| {
+                let bufs = (table, table_q);
                 (
                     rel,
-                    position_table(rel, t, h, head_size, table, self.packed),
+                    position_table(rel, (t, true), h, head_size, bufs, self.products),
                 )
             }),
             mask: self.a.masked[b].then(|| &self.a.mask[b * len * len..(b + 1) * len * len]),
@@ -432,7 +500,7 @@ impl<'a> HeadTasks<'a> {
         i0: usize,
         scores: &mut [f32],
         c2p: &mut [f32],
-        pack: &mut PackScratch,
+        pack: &mut LhsScratch,
     ) {
         let Dims {
             len,
@@ -487,24 +555,37 @@ impl<'a> HeadTasks<'a> {
     }
 }
 
-/// Head `h`'s active position rows of `table` as the right operand `[d, W]` of a position
-/// product: element `(e, s)` = `table[h, first + s, e]`.
+/// Head `h`'s active position rows of `table` (c2p's keys or p2c's queries: `key`) as the
+/// right operand `[d, W]` of a position product: element `(e, s)` = `table[h, first + s, e]`
+/// (for int8 products, the table quantised once where the call has it).
 fn position_table<'a>(
-    rel: &Relative,
-    table: &'a [f32],
+    rel: &Relative<'a>,
+    (table, key): (&'a [f32], bool),
     h: usize,
     d: usize,
-    buf: &'a mut Vec<f32>,
-    packed: bool,
+    bufs: (&'a mut Vec<f32>, &'a mut QuantRhs),
+    products: Products,
 ) -> Rhs<'a> {
+    if let (Products::Int8(kernel), Some(tables)) = (products, rel.quantised) {
+        if let Some(rhs) = tables
+            .head(h, key)
+            .filter(|q| q.cols() == rel.table_rows && q.depth() == d)
+        {
+            return Rhs::Quant {
+                rhs,
+                kernel,
+                offset: rel.first_slot,
+            };
+        }
+    }
     let active = MatRef {
         ptr: table[(h * rel.table_rows + rel.first_slot) * d..].as_ptr(),
         rs: 1,
         cs: d as isize,
     };
-    // SAFETY: `check` verified that the W active rows of d values lie in the table; the
-    // caller's `packed` implies the AVX2 kernel.
-    unsafe { Rhs::new(buf, (d, rel.width), active, packed) }
+    // SAFETY: `check` verified that the W active rows of d values lie in the table;
+    // `products` was checked against the CPU.
+    unsafe { Rhs::new(bufs, (d, rel.width), active, products) }
 }
 
 /// One position term for the content rows `rows`: c2p (`Q · Kr_activeᵀ`, query rows) or p2c
@@ -521,7 +602,7 @@ fn position_term(
     len: usize,
     keys: bool,
     out: &mut [f32],
-    pack: &mut PackScratch,
+    pack: &mut LhsScratch,
 ) {
     let w = rel.width;
     let slots = if keys { rel.p2c_slot } else { rel.c2p_slot };

@@ -21,6 +21,8 @@
 //! `vpmaddubsw` (`avx2::tile`) and plain Rust ([`crate::avx512::int8_tile_portable`]); the
 //! plan picks one ([`KernelPlan::int8_kernel`]).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::avx512::{self, Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
@@ -29,6 +31,12 @@ use crate::{
     check_epilogue, check_io, check_weight, for_each_tile, simd_fn, CpuFeatures, Error, KernelPlan,
     Result, SharedMut,
 };
+
+thread_local! {
+    /// The quantised inputs of [`QuantLinear::forward`], kept across calls (a fresh buffer of
+    /// several MiB per call costs its page faults every time).
+    static QUANTISED_INPUTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// 12-row tiles per parallel task (96 rows: 288 KiB of u8 inputs at `in_dim` 3072, in L2).
 const CHUNK_TILES: usize = 8;
@@ -153,9 +161,26 @@ impl QuantLinear {
         if rows == 0 {
             return Ok(());
         }
+        QUANTISED_INPUTS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut qx) => self.multiply(x, rows, &mut qx, out, epilogue),
+            Err(_) => self.multiply(x, rows, &mut Vec::new(), out, epilogue),
+        });
+        Ok(())
+    }
+
+    /// [`Self::forward`] after its checks, with `qx` to quantise the inputs into.
+    fn multiply(
+        &self,
+        x: &[f32],
+        rows: usize,
+        qx: &mut Vec<u32>,
+        out: &mut [f32],
+        epilogue: Option<&Epilogue>,
+    ) {
         let quads = self.quads;
-        let mut qx = vec![0u32; rows * quads];
-        let row_params = quantize_rows(as_bytes_mut(&mut qx), x, self.in_dim, 4 * quads);
+        qx.clear();
+        qx.resize(rows * quads, 0);
+        let row_params = quantize_rows(as_bytes_mut(qx), x, self.in_dim, 4 * quads);
         let dst = SharedMut(out.as_mut_ptr());
         let panels = self.out_dim.div_ceil(PANEL);
         let grid = (rows, TILE_ROWS, CHUNK_TILES);
@@ -178,7 +203,6 @@ impl QuantLinear {
             // lie inside the `[rows, out_dim]` output; the epilogue fits.
             unsafe { store_tile(&target, &acc) };
         });
-        Ok(())
     }
 
     /// Where the tile of rows `r0..r0 + n` x panel `panel` of the `[rows, out_dim]` output at
@@ -217,7 +241,7 @@ impl QuantLinear {
 /// the smallest normal f32 (subnormal weights do not make it 0), and an all-zero row gets 1.
 /// An infinite weight makes `s` infinite and the channel's outputs NaN, as f32 would be; NaN
 /// weights count as 0.
-fn quantize_weight_row(row: &[f32], q: &mut [i8]) -> f32 {
+pub(crate) fn quantize_weight_row(row: &[f32], q: &mut [i8]) -> f32 {
     let bound = row.chunks(2).fold(0f64, |m, pair| {
         let (pos, neg) = pair.iter().fold((0f64, 0f64), |(p, n), &v| {
             let v = f64::from(v);
@@ -238,6 +262,50 @@ fn quantize_weight_row(row: &[f32], q: &mut [i8]) -> f32 {
         enforce_pair_bound(pair);
     }
     s
+}
+
+simd_fn! {
+/// [`quantize_weight_row`] in f32, for operands quantised at every call (the attention
+/// products' right operands): the same pair bound and the same guarantee, rounding ties to
+/// even. Falls back to [`quantize_weight_row`] where the f32 bound overflows.
+pub(crate) fn quantize_column(column: &[f32], q: &mut [i8]) -> f32 {
+    let mut bound = 0f32;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::features::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        (bound, done) = unsafe { avx2::pair_bound(column) };
+    }
+    for pair in column[done..].chunks(2) {
+        let (pos, neg) = pair
+            .iter()
+            .fold((0f32, 0f32), |(p, n), &v| (p + v.max(0.0), n + (-v).max(0.0)));
+        bound = bound.max(pos).max(neg);
+    }
+    if !bound.is_finite() {
+        return quantize_weight_row(column, q);
+    }
+    let s = if bound > 0.0 {
+        (bound / 127.0).max(f32::MIN_POSITIVE)
+    } else {
+        1.0
+    };
+    let inv = 1.0 / s;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::features::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        done = unsafe { avx2::symmetric_levels(q, column, inv) };
+    }
+    for (qv, &v) in q.iter_mut().zip(column).skip(done) {
+        // NaN stays NaN through `clamp` and becomes 0 through `as`.
+        *qv = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 as i8;
+    }
+    for pair in q.chunks_mut(2) {
+        enforce_pair_bound(pair);
+    }
+    s
+}
 }
 
 /// Shrinks the larger of a pair's same-sign values until their magnitudes sum to at most
@@ -270,7 +338,7 @@ fn pack_quads(q: &[i8], out_dim: usize, in_dim: usize) -> (usize, Vec<u32>) {
 }
 
 /// The bytes of `v` (groups of 4 values, in memory order).
-fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
+pub(crate) fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
     // SAFETY: the same memory, as bytes: u8 needs no alignment and every byte pattern is a
     // valid u8 and, written back, a valid u32.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
@@ -283,7 +351,7 @@ fn as_bytes_mut(v: &mut [u32]) -> &mut [u8] {
 /// # Safety
 /// As for [`avx512::int8_tile`] (its CPU features only for [`Kernel::Vnni`], AVX2 for
 /// [`Kernel::Avx2`]).
-unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
+pub(crate) unsafe fn sum_tile(tile: &Tile, acc: &mut [[i32; PANEL]; TILE_ROWS], kernel: Kernel) {
     // SAFETY: the caller's contract, with the CPU features of the kernel it names.
     #[cfg(target_arch = "x86_64")]
     unsafe {
@@ -353,9 +421,9 @@ unsafe fn store_tile(target: &TileOut, acc: &[[i32; PANEL]; TILE_ROWS]) {
 
 /// One token row's quantisation: `x ≈ scale · (q - zero)`.
 #[derive(Clone, Copy)]
-struct RowParams {
-    scale: f32,
-    zero: i32,
+pub(crate) struct RowParams {
+    pub(crate) scale: f32,
+    pub(crate) zero: i32,
 }
 
 /// Per-row asymmetric quantisation of `x [rows, in_dim]` into `q`'s rows of `stride` u8 (the
@@ -414,9 +482,15 @@ fn level(v: f32, inv: f32, zero: f32) -> f32 {
 
 simd_fn! {
 /// Quantises one row to `[0, 255]`.
-fn quantize_row(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
+pub(crate) fn quantize_row(q_row: &mut [u8], x_row: &[f32]) -> RowParams {
     let (params, inv, zero) = row_quantisation(x_row);
-    for (qv, &v) in q_row.iter_mut().zip(x_row) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::features::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        done = unsafe { avx2::levels(q_row, x_row, inv, zero) };
+    }
+    for (qv, &v) in q_row.iter_mut().zip(x_row).skip(done) {
         *qv = level(v, inv, zero) as u8;
     }
     params
@@ -431,6 +505,114 @@ mod avx2 {
 
     /// Rows per micro-kernel call: 3 rows x 32 columns in 12 accumulators.
     const ROWS: usize = 3;
+
+    /// The bytes of 4 vectors of 8 i32 (each within the target range), in order, through
+    /// `pack` (saturating i32 -> i16 -> 8-bit, which interleaves the 128-bit lanes).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn pack_bytes(v: [__m256i; 4], signed: bool) -> __m256i {
+        let bytes = if signed {
+            let (lo, hi) = (
+                _mm256_packs_epi32(v[0], v[1]),
+                _mm256_packs_epi32(v[2], v[3]),
+            );
+            _mm256_packs_epi16(lo, hi)
+        } else {
+            let (lo, hi) = (
+                _mm256_packus_epi32(v[0], v[1]),
+                _mm256_packus_epi32(v[2], v[3]),
+            );
+            _mm256_packus_epi16(lo, hi)
+        };
+        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// `q[i] = level(x[i], inv, zero)` for whole groups of 32 values, as [`super::level`]
+    /// computes it (multiply, add, round half to even, clamp; NaN to 0); returns how many
+    /// were done.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn levels(q: &mut [u8], x: &[f32], inv: f32, zero: f32) -> usize {
+        let n = q.len().min(x.len()) / 32 * 32;
+        let (inv, zero) = (_mm256_set1_ps(inv), _mm256_set1_ps(zero));
+        let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        for i in (0..n).step_by(32) {
+            // SAFETY: i + 32 <= n: the loads and the store stay inside `x` and `q`.
+            unsafe {
+                let v: [__m256i; 4] = std::array::from_fn(|j| {
+                    let v = _mm256_loadu_ps(x.as_ptr().add(i + 8 * j));
+                    let v = _mm256_add_ps(_mm256_mul_ps(v, inv), zero);
+                    let v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                    // max / min return their second operand when one is NaN: NaN stays NaN
+                    // and converts to i32::MIN, which packs to 0.
+                    _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, v)))
+                });
+                _mm256_storeu_si256(q.as_mut_ptr().add(i).cast(), pack_bytes(v, false));
+            }
+        }
+        n
+    }
+
+    /// `q[i] = round_ties_even(x[i] * inv)` clamped to ±127 (NaN to 0) for whole groups of
+    /// 32 values; returns how many were done.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn symmetric_levels(q: &mut [i8], x: &[f32], inv: f32) -> usize {
+        let n = q.len().min(x.len()) / 32 * 32;
+        let inv = _mm256_set1_ps(inv);
+        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        for i in (0..n).step_by(32) {
+            // SAFETY: i + 32 <= n: the loads and the store stay inside `x` and `q`.
+            unsafe {
+                let v: [__m256i; 4] = std::array::from_fn(|j| {
+                    let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), inv);
+                    let v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                    let v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+                    // NaN converts to i32::MIN; zero it, as `as` does.
+                    let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+                    _mm256_cvtps_epi32(_mm256_andnot_ps(nan, v))
+                });
+                _mm256_storeu_si256(q.as_mut_ptr().add(i).cast(), pack_bytes(v, true));
+            }
+        }
+        n
+    }
+
+    /// The largest same-sign pair sum, `max(max(a, 0) + max(b, 0), max(-a, 0) + max(-b, 0))`
+    /// over the pairs `a, b` at `2j, 2j + 1`, of whole groups of 16 values, and how many values
+    /// that covered (even, so the caller's pairs go on from there). NaN counts as 0.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn pair_bound(x: &[f32]) -> (f32, usize) {
+        let n = x.len() / 16 * 16;
+        let zero = _mm256_setzero_ps();
+        let mut bound = zero;
+        for i in (0..n).step_by(16) {
+            // SAFETY: i + 16 <= n: the loads stay inside `x`.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_ps(x.as_ptr().add(i)),
+                    _mm256_loadu_ps(x.as_ptr().add(i + 8)),
+                )
+            };
+            // `max(v, 0)` returns 0 for NaN (maxps returns its second operand then), as
+            // `f32::max` does; `hadd` sums the adjacent pairs.
+            let pos = _mm256_hadd_ps(_mm256_max_ps(a, zero), _mm256_max_ps(b, zero));
+            let (neg_a, neg_b) = (_mm256_sub_ps(zero, a), _mm256_sub_ps(zero, b));
+            let neg = _mm256_hadd_ps(_mm256_max_ps(neg_a, zero), _mm256_max_ps(neg_b, zero));
+            bound = _mm256_max_ps(bound, _mm256_max_ps(pos, neg));
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: 8 values into an array of 8.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), bound) };
+        (lanes.into_iter().fold(0f32, f32::max), n)
+    }
 
     /// `out[r][c] = Σ` of u8 x i8 products for the tile's rows, 3 rows at a time (a short last
     /// group repeats its last row; only the tile's rows are stored). Exact where every
@@ -789,6 +971,55 @@ mod tests {
             println!("past the bound: vpmaddubsw {fast}, exact {exact}");
             assert_eq!(exact, 4 * 255 * 127);
             assert_eq!(fast, 2 * 32767);
+        }
+    }
+
+    /// The vector conversions give the scalar formulas' values exactly: ties, NaN, infinities
+    /// and the clamps included, for lengths that leave a scalar tail.
+    #[test]
+    fn vector_quantisation_equals_the_scalar_formulas() {
+        let mut x = pseudo_random(101, 9);
+        x[3] = f32::NAN;
+        x[40] = f32::INFINITY;
+        x[41] = f32::NEG_INFINITY;
+        x[70] = 1e30;
+        // Halfway values (the row's scale is 1 here, zero point 0 or 128).
+        let mut ties: Vec<f32> = (0..96).map(|i| i as f32 * 0.5 - 24.0).collect();
+        ties[0] = 127.5;
+        ties[1] = -127.5;
+        for row in [&x[..], &ties[..], &x[..33]] {
+            let mut q = vec![0u8; row.len()];
+            let p = quantize_row(&mut q, row);
+            let (_, inv, zero) = row_quantisation(row);
+            let want: Vec<u8> = row.iter().map(|&v| level(v, inv, zero) as u8).collect();
+            assert_eq!(q, want, "scale {} zero {}", p.scale, p.zero);
+
+            let finite: Vec<f32> = row
+                .iter()
+                .map(|&v| if v.is_finite() { v } else { 0.0 })
+                .collect();
+            for column in [row, &finite[..]] {
+                let mut q = vec![0i8; column.len()];
+                let s = quantize_column(column, &mut q);
+                if !s.is_finite() {
+                    continue;
+                }
+                let inv = 1.0 / s;
+                let mut want: Vec<i8> = column
+                    .iter()
+                    .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8)
+                    .collect();
+                for pair in want.chunks_mut(2) {
+                    enforce_pair_bound(pair);
+                }
+                assert_eq!(q, want, "scale {s}");
+                for pair in q.chunks(2) {
+                    let (pos, neg) = pair.iter().fold((0, 0), |(p, n), &v| {
+                        (p + i32::from(v).max(0), n + (-i32::from(v)).max(0))
+                    });
+                    assert!(pos <= PAIR_BOUND && neg <= PAIR_BOUND, "{pair:?}");
+                }
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 //!   bf16 rounding ([`bf16`]), and the `gemm` crate where none of ours fits ([`gemm`]); each
 //!   applies the layer's bias and activation ([`rows::Epilogue`]) to a tile as it is stored;
 //! - the fused row passes: bias + residual + LayerNorm, softmax, activations ([`rows`]);
-//! - disentangled attention, one task per (head, sequence) ([`attention`]).
+//! - disentangled attention, one task per (head, sequence) ([`attention`]), its products in
+//!   f32 or, for int8 models, on the int8 kernels ([`int8_products`]).
 //!
 //! Which kernel runs is chosen once, from the CPU's features ([`CpuFeatures::detect`]) and the
 //! caller's settings, in a [`KernelPlan`], and may be refined per weight shape by measurement
@@ -35,6 +36,8 @@ mod features;
 pub mod gemm;
 #[cfg(feature = "std")]
 pub mod int8;
+#[cfg(feature = "std")]
+pub mod int8_products;
 #[cfg(feature = "std")]
 mod linear;
 #[cfg(feature = "std")]

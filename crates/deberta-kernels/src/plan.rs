@@ -83,6 +83,9 @@ pub struct KernelPlan {
     /// `false` keeps the `gemm` crate on the (rounded) f32 weights. The attention products
     /// do not depend on it ([`Self::attention_products`]).
     pub packed: bool,
+    /// Whether a model with int8 linear layers multiplies its attention products in int8 too
+    /// ([`Self::int8_attention_products`]; `false`, the default: in f32, as f32 models do).
+    pub int8_attention: bool,
 }
 
 impl Default for KernelPlan {
@@ -110,6 +113,9 @@ pub enum AttentionProducts {
     PackedAvx2,
     /// The `gemm` crate, operands read in place.
     GemmCrate,
+    /// Int8 operands on an int8 kernel ([`crate::int8_products`]): what int8 models use
+    /// ([`KernelPlan::int8_attention_products`]).
+    Int8(Kernel),
 }
 
 impl AttentionProducts {
@@ -118,6 +124,9 @@ impl AttentionProducts {
         match self {
             AttentionProducts::PackedAvx2 => "avx2-fma packed",
             AttentionProducts::GemmCrate => "gemm crate",
+            AttentionProducts::Int8(Kernel::Vnni) => "int8 on avx512-vnni vpdpbusd",
+            AttentionProducts::Int8(Kernel::Avx2) => "int8 on avx2 vpmaddubsw",
+            AttentionProducts::Int8(Kernel::Portable) => "int8 on portable int8",
         }
     }
 }
@@ -129,6 +138,7 @@ impl KernelPlan {
             features,
             avx512,
             packed,
+            int8_attention: false,
         }
     }
 
@@ -162,6 +172,17 @@ impl KernelPlan {
             AttentionProducts::PackedAvx2
         } else {
             AttentionProducts::GemmCrate
+        }
+    }
+
+    /// What multiplies the attention products of a model whose linear layers are in int8:
+    /// int8 operands on the plan's int8 kernel ([`Self::int8_kernel`]), or with
+    /// `int8_attention` off the f32 kernel ([`Self::attention_products`]).
+    pub fn int8_attention_products(&self) -> AttentionProducts {
+        if self.int8_attention {
+            AttentionProducts::Int8(self.int8_kernel())
+        } else {
+            self.attention_products()
         }
     }
 
@@ -223,11 +244,12 @@ impl fmt::Display for KernelPlan {
         };
         write!(
             f,
-            "linear layers: f32 on {}, bf16 on {}, int8 on {}; attention products on {}; row passes {rows}",
+            "linear layers: f32 on {}, bf16 on {}, int8 on {}; attention products on {} (int8 models: {}); row passes {rows}",
             self.linear_kernel(LinearFormat::F32),
             self.linear_kernel(LinearFormat::Bf16),
             self.linear_kernel(LinearFormat::Int8),
             self.attention_products().name(),
+            self.int8_attention_products().name(),
         )
     }
 }
