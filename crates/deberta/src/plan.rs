@@ -45,6 +45,10 @@ pub struct KernelOptions {
     pub linear_format: LinearFormat,
     /// Whether the fused path's f32 kernels are chosen by measurement (and cached).
     pub tune: TuneMode,
+    /// Whether int8 models multiply their attention products in int8 too (default `false`:
+    /// in f32). On the AVX2 EPYC they measured no faster and moved real-text logits more
+    /// (`benchmarks/RESULTS.md`), so they are opt-in.
+    pub int8_attention: bool,
 }
 
 impl Default for KernelOptions {
@@ -55,15 +59,18 @@ impl Default for KernelOptions {
             packed: true,
             linear_format: LinearFormat::F32,
             tune: TuneMode::default(),
+            int8_attention: false,
         }
     }
 }
 
 impl KernelOptions {
     /// Options from `DEBERTA_CPU_FAST=0` (candle path), `DEBERTA_CPU_AVX512=0|portable`,
-    /// `DEBERTA_CPU_PACKED=0` and `DEBERTA_CPU_TUNE=0|fresh` (no measured kernel choice, or a
-    /// new measurement whatever the cache holds), read through `var` (the CLI passes `std::env::var`). Unknown
-    /// values are errors naming the variable.
+    /// `DEBERTA_CPU_PACKED=0`, `DEBERTA_CPU_TUNE=0|fresh` (no measured kernel choice, or a
+    /// new measurement whatever the cache holds) and `DEBERTA_INT8_ATTENTION=1` (int8 models
+    /// multiply their attention products in int8 too), read through `var` (the CLI passes
+    /// `std::env::var`).
+    /// Unknown values are errors naming the variable.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut opts = Self::default();
         let bad = |name: &str, value: &str, allowed: &str| {
@@ -97,6 +104,13 @@ impl KernelOptions {
                 "1" | "" => TuneMode::Cached,
                 "fresh" => TuneMode::Fresh,
                 _ => return Err(bad("DEBERTA_CPU_TUNE", &v, "0, 1 or fresh")),
+            };
+        }
+        if let Some(v) = var("DEBERTA_INT8_ATTENTION") {
+            opts.int8_attention = match v.as_str() {
+                "0" => false,
+                "1" | "" => true,
+                _ => return Err(bad("DEBERTA_INT8_ATTENTION", &v, "0 or 1")),
             };
         }
         Ok(opts)
@@ -138,11 +152,10 @@ impl ExecutionPlan {
             (PathChoice::CpuFused, Some(why)) => {
                 return Err(Error::unsupported("the fused CPU path", why.clone()))
             }
-            (_, None) => Backend::CpuFused(KernelPlan::new(
-                CpuFeatures::detect(),
-                options.avx512,
-                options.packed,
-            )),
+            (_, None) => Backend::CpuFused(KernelPlan {
+                int8_attention: options.int8_attention,
+                ..KernelPlan::new(CpuFeatures::detect(), options.avx512, options.packed)
+            }),
         };
         let format = options.linear_format;
         if format != LinearFormat::F32 && inference == Backend::Candle {

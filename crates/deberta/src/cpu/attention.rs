@@ -45,6 +45,7 @@ pub(super) fn attend(
             p2c_slot: &index.p2c_slot,
             first_slot: index.first_slot,
             width: index.width,
+            quantised: p.prepared.and_then(|p| p.quantised_tables()),
         }),
         _ => None,
     };
@@ -55,7 +56,7 @@ pub(super) fn attend(
         masked: &ctx.masked,
         relative,
     };
-    let products = p.kernels.attention_products();
+    let products = p.attention_products();
     attention(&inputs, products, &mut buffers.context, probs)?;
     Ok(())
 }
@@ -94,10 +95,11 @@ pub(super) fn attend_unpadded(
                     p2c_slot: &index.p2c_slot,
                     first_slot: index.first_slot,
                     width: index.width,
+                    quantised: p.prepared.and_then(|p| p.quantised_tables()),
                 }),
         })
         .collect();
-    let products = p.kernels.attention_products();
+    let products = p.attention_products();
     let dims = (p.heads, p.head_size);
     attention_unpadded(
         &sequences,
@@ -122,6 +124,7 @@ fn table_rows(table: Option<&Tensor>) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use deberta_kernels::attention::{block_rows, unit_steps, QUERY_BLOCK};
+    use deberta_kernels::int8_products::QuantTables;
     use deberta_kernels::test_util::{max_diff, pseudo_random};
     use deberta_kernels::AttentionProducts;
 
@@ -219,11 +222,17 @@ mod tests {
         }
         let masked = [false, true];
         let terms = [(true, true), (true, false), (false, true), (false, false)];
-        let paths = [
-            AttentionProducts::GemmCrate,
-            deberta_kernels::KernelPlan::detect().attention_products(),
-        ];
-        for ((c2p, p2c), products) in terms.into_iter().flat_map(|t| paths.map(|p| (t, p))) {
+        let tables = QuantTables::new(
+            Some(&key_table),
+            Some(&query_table),
+            (dims.heads, table_rows, dims.head_size),
+        )
+        .unwrap();
+        let paths = product_paths(&tables);
+        let mut int8_context: Option<Vec<f32>> = None;
+        for ((c2p, p2c), (products, quantised)) in
+            terms.into_iter().flat_map(|t| paths.map(|p| (t, p)))
+        {
             let rel = Relative {
                 key: c2p.then_some(&key_table[..]),
                 query: p2c.then_some(&query_table[..]),
@@ -232,6 +241,7 @@ mod tests {
                 p2c_slot: &index.p2c_slot,
                 first_slot: index.first_slot,
                 width: index.width,
+                quantised,
             };
             let rel = (c2p || p2c).then_some(&rel);
             let mut context = vec![f32::NAN; dims.batch * len * all];
@@ -262,21 +272,57 @@ mod tests {
                 max_diff(&context, &want_context),
                 max_diff(&probs, &want_probs),
             );
-            let packed = products == AttentionProducts::PackedAvx2;
-            println!("c2p {c2p} p2c {p2c} packed {packed}: context {dc:.2e}, probs {dp:.2e}");
-            assert!(dc < 1e-6 && dp < 1e-6, "context {dc}, probs {dp}");
+            let tables = quantised.is_some();
+            let name = products.name();
+            println!(
+                "c2p {c2p} p2c {p2c} {name} (tables {tables}): context {dc:.2e}, probs {dp:.2e}"
+            );
+            if let AttentionProducts::Int8(_) = products {
+                // Int8 operands: the quantisation error, and a path really taken. The tables
+                // quantised once give the same bits as each task's own quantisation.
+                assert!(
+                    dc < INT8_TOLERANCE && dp < INT8_TOLERANCE,
+                    "context {dc}, probs {dp}"
+                );
+                assert!(dc > 1e-6, "int8 products not taken: {dc}");
+                match int8_context.take() {
+                    Some(per_task) => assert_eq!(per_task, context, "c2p {c2p} p2c {p2c}"),
+                    None => int8_context = Some(context.clone()),
+                }
+            } else {
+                assert!(dc < 1e-6 && dp < 1e-6, "context {dc}, probs {dp}");
+            }
             assert!(probs[len * len * 2..]
                 .chunks_exact(len)
                 .all(|r| r[len - 37..] == [0.0; 37]));
         }
     }
 
+    /// Largest |difference| from the f64 reference the int8 products may give here (values in
+    /// ±0.5, head size 8: measured 4.6-5.8e-4 for the context, 0.5-1.7e-4 for the
+    /// probabilities).
+    const INT8_TOLERANCE: f32 = 5e-3;
+
+    /// The product paths the tests run: the `gemm` crate, this CPU's f32 choice, and int8 on
+    /// this CPU's int8 kernel, each task quantising its own position window, then with the
+    /// tables quantised once (`tables`).
+    fn product_paths(tables: &QuantTables) -> [(AttentionProducts, Option<&QuantTables>); 4] {
+        let plan = deberta_kernels::KernelPlan::detect();
+        let int8 = AttentionProducts::Int8(plan.int8_kernel());
+        [
+            (AttentionProducts::GemmCrate, None),
+            (plan.attention_products(), None),
+            (int8, None),
+            (int8, Some(tables)),
+        ]
+    }
+
     /// The position terms of a sequence with slot tables `index` (none without a table).
     fn relative_of<'a>(
         index: &'a RelativeSlots,
-        key: Option<&'a [f32]>,
-        query: Option<&'a [f32]>,
+        (key, query): (Option<&'a [f32]>, Option<&'a [f32]>),
         table_rows: usize,
+        quantised: Option<&'a QuantTables>,
     ) -> Option<Relative<'a>> {
         (key.is_some() || query.is_some()).then(|| Relative {
             key,
@@ -286,12 +332,13 @@ mod tests {
             p2c_slot: &index.p2c_slot,
             first_slot: index.first_slot,
             width: index.width,
+            quantised,
         })
     }
 
     /// An unpadded batch (lengths 262, 1, 37, 100, each with its own slot tables) gives each
     /// sequence exactly what a batch of that sequence alone gives, on both product paths and
-    /// with each position term on and off.
+    /// with each position term on and off (int8 included).
     #[test]
     fn unpadded_sequences_match_their_own_batches() {
         let (heads, d) = (2, 8);
@@ -307,16 +354,17 @@ mod tests {
         let query_table = pseudo_random(heads * table_rows * d, 2);
         let qkv = pseudo_random(tokens * 3 * all, 3);
         let terms = [(true, true), (true, false), (false, true), (false, false)];
-        let paths = [
-            AttentionProducts::GemmCrate,
-            deberta_kernels::KernelPlan::detect().attention_products(),
-        ];
-        for ((c2p, p2c), products) in terms.into_iter().flat_map(|t| paths.map(|p| (t, p))) {
+        let tables =
+            QuantTables::new(Some(&key_table), Some(&query_table), (heads, table_rows, d)).unwrap();
+        let paths = product_paths(&tables);
+        for ((c2p, p2c), (products, quantised)) in
+            terms.into_iter().flat_map(|t| paths.map(|p| (t, p)))
+        {
             let (key, query) = (
                 c2p.then_some(&key_table[..]),
                 p2c.then_some(&query_table[..]),
             );
-            let relative = |index| relative_of(index, key, query, table_rows);
+            let relative = |index| relative_of(index, (key, query), table_rows, quantised);
             let sequences: Vec<UnpaddedSequence> = lens
                 .iter()
                 .zip(&slots)

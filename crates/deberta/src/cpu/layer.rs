@@ -7,9 +7,10 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::{LayerNorm, Linear};
+use deberta_kernels::int8_products::QuantTables;
 use deberta_kernels::rows::{self, Act, Epilogue, Norm};
 use deberta_kernels::tune::F32Choice;
-use deberta_kernels::{linear_f32, KernelPlan, LinearScratch, PreparedLinear};
+use deberta_kernels::{linear_f32, AttentionProducts, KernelPlan, LinearScratch, PreparedLinear};
 
 use super::attention::{attend, attend_unpadded};
 use super::context::{AttentionContext, UnpaddedContext};
@@ -47,6 +48,16 @@ pub struct LayerParams<'a> {
     pub kernels: &'a KernelPlan,
 }
 
+impl LayerParams<'_> {
+    /// What multiplies the attention products: int8 operands where the linear layers are
+    /// int8 ([`PreparedLayer::int8`]), else the plan's f32 kernel.
+    pub fn attention_products(&self) -> AttentionProducts {
+        self.prepared
+            .and_then(|p| p.attention)
+            .unwrap_or_else(|| self.kernels.attention_products())
+    }
+}
+
 /// The four linear layers of a layer in a format the fast path multiplies faster
 /// ([`PreparedLinear`]: int8, bf16 or f32 packed for our kernels), with, for f32 under a
 /// measured plan, which row counts each packed copy multiplies ([`F32Choice`]).
@@ -55,6 +66,10 @@ pub struct PreparedLayer {
     dense: PreparedSlot,
     intermediate: PreparedSlot,
     output: PreparedSlot,
+    /// The attention products' kernel when it is not the plan's f32 one (int8 layers).
+    attention: Option<AttentionProducts>,
+    /// The position tables quantised once, for int8 attention products.
+    tables: Option<QuantTables>,
 }
 
 /// One linear layer's prepared copy (none: the `gemm` crate on the f32 weight) and, under a
@@ -76,14 +91,48 @@ impl PreparedSlot {
 
 impl PreparedLayer {
     /// Quantises the four weights (`qkv`, `dense`, `intermediate`, `output`) to int8 for the
-    /// plan's int8 kernel.
-    pub fn int8(plan: &KernelPlan, linears: [&Linear; 4]) -> Result<Self> {
-        Self::convert(linears, |w, out_dim, in_dim| {
+    /// plan's int8 kernel, which then multiplies the attention products too
+    /// ([`KernelPlan::int8_attention_products`]), with the position tables (`[H, 2S, d]`
+    /// position keys and queries, where the layer has them) quantised once here.
+    pub fn int8(
+        plan: &KernelPlan,
+        linears: [&Linear; 4],
+        (pos_key, pos_query): (Option<&Tensor>, Option<&Tensor>),
+    ) -> Result<Self> {
+        let layer = Self::convert(linears, |w, out_dim, in_dim| {
             Ok(PreparedSlot {
                 linear: Some(PreparedLinear::int8(plan, w, out_dim, in_dim)?),
                 choice: None,
             })
+        })?;
+        let attention = plan.int8_attention_products();
+        let tables = match (attention, pos_key.or(pos_query)) {
+            (AttentionProducts::Int8(_), Some(table)) => {
+                let dims = table.dims3()?;
+                let key = pos_key.map(|t| View::new(t, "position keys")).transpose()?;
+                let query = pos_query
+                    .map(|t| View::new(t, "position queries"))
+                    .transpose()?;
+                let key = key.as_ref().map(|v| v.slice()).transpose()?;
+                let query = query.as_ref().map(|v| v.slice()).transpose()?;
+                let tables = QuantTables::new(key, query, dims).map_err(|error| Error::Kernel {
+                    context: "position tables".into(),
+                    error,
+                })?;
+                Some(tables)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            attention: Some(attention),
+            tables,
+            ..layer
         })
+    }
+
+    /// The position tables quantised for int8 attention products, when they were.
+    pub fn quantised_tables(&self) -> Option<&QuantTables> {
+        self.tables.as_ref()
     }
 
     /// Packs the four f32 weights for the kernel the plan picks, or, for a shape `tuning`
@@ -141,6 +190,8 @@ impl PreparedLayer {
             dense: one(dense, DENSE)?,
             intermediate: one(intermediate, INTERMEDIATE)?,
             output: one(output, OUTPUT)?,
+            attention: None,
+            tables: None,
         })
     }
 }

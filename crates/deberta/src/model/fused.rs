@@ -117,7 +117,10 @@ impl FusedLayer {
         let prepared = match format {
             LinearFormat::F32 => PreparedLayer::packed_f32(kernels, linears, tuning)?,
             LinearFormat::Bf16 => Some(PreparedLayer::bf16(kernels, linears)?),
-            LinearFormat::Int8 => Some(PreparedLayer::int8(kernels, linears)?),
+            LinearFormat::Int8 => {
+                let tables = (self.pos_key.as_ref(), self.pos_query.as_ref());
+                Some(PreparedLayer::int8(kernels, linears, tables)?)
+            }
         };
         self.prepared = prepared;
         Ok(())
