@@ -47,10 +47,13 @@ def deberta_dtype(system):
 
 
 def deberta_env(system):
-    """The environment of a deberta system's process: `:noavx512` turns the AVX-512 kernels off."""
+    """The environment of a deberta system's process: `:noavx512` turns the AVX-512 kernels off,
+    `:int8attn` turns int8 attention products on (`deberta-int8:int8attn`)."""
     env = dict(os.environ)
     if system.endswith(":noavx512"):
         env["DEBERTA_CPU_AVX512"] = "0"
+    if system.endswith(":int8attn"):
+        env["DEBERTA_INT8_ATTENTION"] = "1"
     return env
 
 

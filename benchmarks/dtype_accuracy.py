@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the bf16 and int8 linear-layer formats cost in accuracy on real text: the shipped
 `models/deberta-v3-tiny-sentiment` classifier run by `deberta classify` on the sentiment test
-split (`scripts/data/fetch_sentiment.py`) in f32, bf16 and int8, compared text by text.
+split (`scripts/data/fetch_sentiment.py`) in f32, bf16, int8 and int8 with int8 attention
+products (`int8+attn`), compared text by text.
 
 For each reduced format: max and mean |Δ logit| against f32 (raw logits: `--function-to-apply
 none`), the share of texts whose argmax agrees with f32's, and the test accuracy of each format
@@ -21,16 +22,18 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BINARY = os.environ.get("DEBERTA_BIN", os.path.join(REPO, "target", "release", "deberta"))
-FORMATS = ("f32", "bf16", "int8")
+# `int8+attn`: int8 with the attention products in int8 too (`DEBERTA_INT8_ATTENTION=1`).
+FORMATS = ("f32", "bf16", "int8", "int8+attn")
 
 
 def logits(model, texts, dtype, threads, batch_size):
     """Each text's logits by label, from one `deberta classify` process."""
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    env = dict(os.environ, DEBERTA_INT8_ATTENTION="1" if dtype == "int8+attn" else "0")
     out = subprocess.run(
-        [BINARY, "classify", "--model", model, "--dtype", dtype, "--threads", str(threads),
+        [BINARY, "classify", "--model", model, "--dtype", dtype.split("+")[0], "--threads", str(threads),
          "--batch-size", str(batch_size), "--top-k", "all", "--function-to-apply", "none"],
-        input=lines, capture_output=True, text=True, check=True).stdout
+        input=lines, capture_output=True, text=True, check=True, env=env).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.strip()]
     if len(rows) != len(texts):
         sys.exit(f"{dtype}: {len(rows)} outputs for {len(texts)} texts")
