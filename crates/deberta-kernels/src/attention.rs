@@ -3,7 +3,8 @@
 //! walks the queries in blocks: the block's `Q·Kᵀ` and c2p scores over the active slots, one
 //! fused gather + mask + softmax pass, and `P·V` written straight into the context rows. A
 //! block's scores stay in L2 however long the sequence (at L = 512 one head's whole `[L, L]`
-//! scores, c2p and p2c blocks are 3 MiB).
+//! scores, c2p and p2c blocks are 3 MiB). The products run on the packed AVX2 GEMM, the `gemm`
+//! crate, or, for int8 models that ask for it, on int8 operands ([`crate::int8_products`]).
 //!
 //! Mirrors `DisentangledSelfAttention.forward` / `disentangled_attention_bias`:
 //! <https://github.com/huggingface/transformers/blob/v5.0.0/src/transformers/models/deberta_v2/modeling_deberta_v2.py#L199>

@@ -15,6 +15,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use crate::avx512::{Tile, COLS as PANEL, MAX_ROWS as TILE_ROWS};
 use crate::int8::{as_bytes_mut, quantize_column, quantize_row, sum_tile, Kernel, RowParams};
 use crate::{simd_fn, MatRef};
@@ -111,7 +113,6 @@ impl QuantTables {
                     format!("{} values for H={heads} rows={rows} d={d}", table.len()),
                 ));
             }
-            use rayon::prelude::*;
             Ok((0..heads)
                 .into_par_iter()
                 .map(|h| {
