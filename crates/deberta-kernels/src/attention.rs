@@ -92,15 +92,6 @@ struct LhsScratch {
     int8: QuantLhs,
 }
 
-/// How a call's products run: the packed AVX2 GEMM, the `gemm` crate, or int8 operands on an
-/// int8 kernel (each checked against the CPU).
-#[derive(Clone, Copy)]
-enum Products {
-    Packed,
-    InPlace,
-    Int8(Kernel),
-}
-
 impl Scratch {
     /// Sizes the buffers for one (head, sequence) task; every product overwrites what it uses.
     fn fit(&mut self, block_rows: usize, len: usize, width: usize) {
@@ -144,21 +135,21 @@ impl<'a> Rhs<'a> {
     ///
     /// # Safety
     /// Every `m(kk, c)`, `kk < k`, `c < n`, is a live element for as long as the result is
-    /// used, and the CPU has the instructions of `products`' kernel.
+    /// used, and the CPU has the instructions of `products`' kernel ([`check_products`]).
     unsafe fn new(
         (buf, quant): (&'a mut Vec<f32>, &'a mut QuantRhs),
         (k, n): (usize, usize),
         m: MatRef,
-        products: Products,
+        products: AttentionProducts,
     ) -> Self {
         match products {
-            Products::Packed => {
+            AttentionProducts::PackedAvx2 => {
                 // SAFETY: the caller's contract: AVX2 + FMA, and `m [k, n]` live.
                 unsafe { sgemm::pack_rhs(buf, (k, n), m) };
                 Rhs::Packed { panels: buf, k, n }
             }
-            Products::InPlace => Rhs::InPlace { m, k },
-            Products::Int8(kernel) => {
+            AttentionProducts::GemmCrate => Rhs::InPlace { m, k },
+            AttentionProducts::Int8(kernel) => {
                 // SAFETY: the caller's contract: `m [k, n]` live.
                 unsafe { quant.pack((k, n), m) };
                 Rhs::Quant {
@@ -255,7 +246,7 @@ pub fn attention(
     probs: Option<&mut [f32]>,
 ) -> Result<()> {
     check(a, context.len(), probs.as_deref())?;
-    let products = products_of(products)?;
+    check_products(products)?;
     let tasks = HeadTasks::new(a, products, context, probs);
     let Dims { batch, heads, .. } = a.dims;
     (0..heads * batch).into_par_iter().for_each(|task| {
@@ -315,7 +306,7 @@ pub fn attention_unpadded(
         });
         row += s.len;
     }
-    let products = products_of(products)?;
+    check_products(products)?;
     let mut tasks = Vec::with_capacity(calls.len());
     let mut rest = context;
     for a in &calls {
@@ -338,20 +329,18 @@ pub fn attention_unpadded(
     Ok(())
 }
 
-/// How the products run (an error where this CPU lacks the chosen kernel's instructions).
-fn products_of(products: AttentionProducts) -> Result<Products> {
+/// An error where this CPU lacks the instructions of the products' kernel.
+fn check_products(products: AttentionProducts) -> Result<()> {
     match products {
         AttentionProducts::PackedAvx2 if !avx2_fma() => Err(Error::Unsupported {
             kernel: "attention products on the packed AVX2 GEMM",
             needs: "AVX2 and FMA",
         }),
-        AttentionProducts::PackedAvx2 => Ok(Products::Packed),
-        AttentionProducts::GemmCrate => Ok(Products::InPlace),
         AttentionProducts::Int8(kernel) if !kernel.runs_here() => Err(Error::Unsupported {
             kernel: products.name(),
             needs: "the int8 kernel's instructions",
         }),
-        AttentionProducts::Int8(kernel) => Ok(Products::Int8(kernel)),
+        _ => Ok(()),
     }
 }
 
@@ -359,7 +348,7 @@ fn products_of(products: AttentionProducts) -> Result<Products> {
 struct HeadTasks<'a> {
     a: &'a Attention<'a>,
     /// How the products run (checked against the CPU).
-    products: Products,
+    products: AttentionProducts,
     /// Query rows per block.
     block: usize,
     /// Whether [`relative_tile8`] adds the position terms ([`Terms::tiles`]).
@@ -388,7 +377,7 @@ struct TaskOperands<'s> {
 impl<'a> HeadTasks<'a> {
     fn new(
         a: &'a Attention<'a>,
-        products: Products,
+        products: AttentionProducts,
         context: &mut [f32],
         probs: Option<&mut [f32]>,
     ) -> Self {
@@ -565,9 +554,9 @@ fn position_table<'a>(
     h: usize,
     d: usize,
     bufs: (&'a mut Vec<f32>, &'a mut QuantRhs),
-    products: Products,
+    products: AttentionProducts,
 ) -> Rhs<'a> {
-    if let (Products::Int8(kernel), Some(tables)) = (products, rel.quantised) {
+    if let (AttentionProducts::Int8(kernel), Some(tables)) = (products, rel.quantised) {
         if let Some(rhs) = tables
             .head(h, key)
             .filter(|q| q.cols() == rel.table_rows && q.depth() == d)

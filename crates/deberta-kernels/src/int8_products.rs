@@ -38,7 +38,7 @@ pub struct QuantRhs {
     scales: Vec<f32>,
     /// `Σ_k q[k, c]` per column (padding columns 0).
     sums: Vec<i32>,
-    /// The columns as rows `[n][k]`, then one column's quantised values.
+    /// The columns as rows `[n][k]` when they are strided, then one column's quantised values.
     columns: Vec<f32>,
     q: Vec<i8>,
 }
@@ -61,11 +61,19 @@ impl QuantRhs {
         if k == 0 || n == 0 {
             return;
         }
-        // SAFETY: the caller's contract.
-        unsafe { gather_columns(&mut self.columns, (k, n), rhs) };
         self.q.clear();
         self.q.resize(quads * 4, 0);
-        for (c, column) in self.columns.chunks_exact(k).enumerate() {
+        if rhs.rs != 1 {
+            // SAFETY: the caller's contract.
+            unsafe { gather_columns(&mut self.columns, (k, n), rhs) };
+        }
+        for c in 0..n {
+            let column = if rhs.rs == 1 {
+                // SAFETY: column c's k values are live (contract) and adjacent (row stride 1).
+                unsafe { std::slice::from_raw_parts(rhs.ptr.offset(c as isize * rhs.cs), k) }
+            } else {
+                &self.columns[c * k..(c + 1) * k]
+            };
             self.scales[c] = quantize_column(column, &mut self.q[..k]);
             self.sums[c] = self.q[..k].iter().map(|&v| i32::from(v)).sum();
             let (panel, col) = (c / PANEL, c % PANEL);
@@ -144,21 +152,13 @@ impl QuantTables {
     }
 }
 
-/// `dst [n][k]` with `dst[c][kk] = rhs(kk, c)`.
+/// `dst [n][k]` with `dst[c][kk] = rhs(kk, c)`, `GATHER_COLUMNS` columns at a time.
 ///
 /// # Safety
 /// Every `rhs(kk, c)`, `kk < k`, `c < n`, is a live element.
 unsafe fn gather_columns(dst: &mut Vec<f32>, (k, n): (usize, usize), rhs: MatRef) {
     dst.clear();
     dst.resize(n * k, 0.0);
-    if rhs.rs == 1 {
-        for (c, column) in dst.chunks_exact_mut(k).enumerate() {
-            // SAFETY: column c's k values are live (contract) and adjacent (row stride 1).
-            let src = unsafe { std::slice::from_raw_parts(rhs.ptr.offset(c as isize * rhs.cs), k) };
-            column.copy_from_slice(src);
-        }
-        return;
-    }
     for c0 in (0..n).step_by(GATHER_COLUMNS) {
         let c1 = (c0 + GATHER_COLUMNS).min(n);
         for kk in 0..k {
@@ -299,7 +299,7 @@ unsafe fn store_tile(d: &Dequantise, acc: &[[i32; PANEL]; TILE_ROWS], out: *mut 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::pseudo_random;
+    use crate::test_util::{pseudo_random, strided};
 
     /// `lhs · rhs` in f64 from the values each side's quantisation represents, for comparing
     /// with the kernels (which sum those exactly and round once per output).
@@ -358,23 +358,11 @@ mod tests {
                 .flat_map(|kk| (0..n).map(move |c| (kk, c)))
                 .map(|(kk, c)| rhs_t[c * k + kk])
                 .collect();
-            let column_major = MatRef {
-                ptr: rhs_t.as_ptr(),
-                rs: 1,
-                cs: k as isize,
-            };
-            let row_major = MatRef {
-                ptr: rhs_rows.as_ptr(),
-                rs: n as isize,
-                cs: 1,
-            };
+            let column_major = strided(&rhs_t, 1, k);
+            let row_major = strided(&rhs_rows, n, 1);
             for left in [&lhs, &probs] {
                 let want = product_of_quantised(left, &rhs_t, k);
-                let a = MatRef {
-                    ptr: left.as_ptr(),
-                    rs: k as isize,
-                    cs: 1,
-                };
+                let a = strided(left, k, 1);
                 let mut first: Option<Vec<f32>> = None;
                 for kernel in kernels_here() {
                     for b in [column_major, row_major] {
@@ -426,16 +414,7 @@ mod tests {
         let mut out = vec![0f32; m * n];
         // SAFETY: the shapes and strides stay inside the buffers; `kernel` runs here.
         unsafe {
-            let b = MatRef {
-                ptr: rhs_t.as_ptr(),
-                rs: 1,
-                cs: k as isize,
-            };
-            let a = MatRef {
-                ptr: lhs.as_ptr(),
-                rs: k as isize,
-                cs: 1,
-            };
+            let (a, b) = (strided(&lhs, k, 1), strided(&rhs_t, 1, k));
             rhs.pack((k, n), b);
             matmul(kernel, m, 0..n, out.as_mut_ptr(), n, a, &rhs, &mut scratch);
         }

@@ -673,7 +673,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::rows::Act;
-    use crate::test_util::{max_diff, pseudo_random};
+    use crate::test_util::{max_diff, pseudo_random, strided};
 
     fn reference(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
         x.chunks_exact(k)
@@ -806,21 +806,9 @@ mod tests {
                 .flat_map(|kk| (0..m).map(move |i| (i, kk)))
                 .map(|(i, kk)| compact[i * k + kk])
                 .collect();
-            let row_major = MatRef {
-                ptr: lhs.as_ptr(),
-                rs: (k + 3) as isize,
-                cs: 1,
-            };
-            let col_major = MatRef {
-                ptr: column_major.as_ptr(),
-                rs: 1,
-                cs: m as isize,
-            };
-            let b = MatRef {
-                ptr: rhs_t.as_ptr(),
-                rs: 1,
-                cs: k as isize,
-            };
+            let row_major = strided(&lhs, k + 3, 1);
+            let col_major = strided(&column_major, 1, m);
+            let b = strided(&rhs_t, 1, k);
             for a in [row_major, col_major] {
                 let mut out = vec![f32::NAN; m * (n + 2)];
                 // SAFETY: the shapes and strides stay inside the buffers.

@@ -1,6 +1,17 @@
 //! Deterministic data and comparisons for the kernels' tests (and the `deberta` crate's tests
 //! of its calls into them). Not part of the API.
 
+use crate::MatRef;
+
+/// `v` read as a matrix with row stride `rs` and column stride `cs`.
+pub fn strided(v: &[f32], rs: usize, cs: usize) -> MatRef {
+    MatRef {
+        ptr: v.as_ptr(),
+        rs: rs as isize,
+        cs: cs as isize,
+    }
+}
+
 /// Deterministic values in [-0.5, 0.5).
 pub fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed;
